@@ -1,0 +1,124 @@
+"""Apply an affine patch map to every centred patch of a latent and fold the patches back.
+
+The DOT recipe: replicate-pad by r = p//2, map every centred p×p patch
+x ↦ A x + b, put each mapped patch back where it came from and average the
+overlaps. That composition is linear and shift-invariant wherever a pixel is
+covered by all p² patches and none of them reads padding, so there it *is* one
+(2p−1)×(2p−1) convolution from C to C channels:
+
+    K[c, c', δ] = (1/p²) Σ_o A[(c, o), (c', o + δ)],   bias[c] = (1/p²) Σ_o b[(c, o)].
+
+We run that convolution on the interior and the explicit form (a conv into patch
+coordinates, then ``fold`` and divide by the overlap count) only on the outer
+2r rows and columns, where the count and the replicate padding differ. Peak
+extra memory is about one latent; large batches go in chunks of frames.
+"""
+import torch
+import torch.nn.functional as F
+
+#: Frames are processed in chunks of at most this many elements (C·H·W·frames) to bound memory.
+APPLY_CHUNK_ELEMENTS = 1 << 26
+
+
+def blend_identity(matrix: torch.Tensor, bias: torch.Tensor, strength: float):
+    """The geodesic x + t(T(x) − x) of an affine map is itself affine: (tA + (1−t)I, t·b)."""
+    eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
+    return strength * matrix + (1.0 - strength) * eye, strength * bias
+
+
+def fused_kernel(matrix: torch.Tensor, bias: torch.Tensor, channels: int, patch_size: int):
+    """The (2p−1)² convolution equal to unfold → map → fold-average on fully covered pixels."""
+    p, c = patch_size, channels
+    a = matrix.reshape(c, p, p, c, p, p)
+    weight = torch.zeros(c, c, 2 * p - 1, 2 * p - 1, dtype=matrix.dtype, device=matrix.device)
+    for oy in range(p):
+        for ox in range(p):
+            # output offset o=(oy,ox) reads input offset o' -> tap (o' - o) + (p - 1)
+            weight[:, :, p - 1 - oy:2 * p - 1 - oy, p - 1 - ox:2 * p - 1 - ox] += a[:, oy, ox]
+    weight /= p * p
+    fused_bias = bias.reshape(c, p * p).mean(dim=1)
+    return weight, fused_bias
+
+
+def _overlap_count(height: int, width: int, patch_size: int, device, dtype) -> torch.Tensor:
+    """How many centred patches cover each pixel (separable: rows × columns)."""
+    r = patch_size // 2
+
+    def along(n):
+        idx = torch.arange(n, device=device)
+        lo = torch.clamp(idx - r, min=0)
+        hi = torch.clamp(idx + r, max=n - 1)
+        return (hi - lo + 1).to(dtype)
+
+    return along(height)[:, None] * along(width)[None, :]
+
+
+def apply_explicit(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """Exact unfold → map → fold-average on [N,C,H,W], as a conv into patch space plus ``fold``."""
+    p, r = patch_size, patch_size // 2
+    n, c, h, w = frames.shape
+    padded = F.pad(frames, (r, r, r, r), mode="replicate") if r else frames
+    patch_out = F.conv2d(padded, matrix.reshape(-1, c, p, p), bias)  # [N, D, H, W]: mapped patch at each centre
+    folded = F.fold(patch_out.flatten(2), output_size=(h + 2 * r, w + 2 * r), kernel_size=p)
+    folded = folded[:, :, r:r + h, r:r + w]
+    return folded / _overlap_count(h, w, p, frames.device, frames.dtype)
+
+
+def apply_unfold_reference(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor,
+                           patch_size: int) -> torch.Tensor:
+    """The reference code's literal form: pad, unfold all patches, matmul, fold, average. Slow; for tests."""
+    p, r = patch_size, patch_size // 2
+    n, c, h, w = frames.shape
+    padded = F.pad(frames, (r, r, r, r), mode="replicate") if r else frames
+    patches = F.unfold(padded, p)  # [N, D, H·W]
+    mapped = matrix @ patches + bias[:, None]
+    folded = F.fold(mapped, output_size=(h + 2 * r, w + 2 * r), kernel_size=p)
+    counts = F.fold(torch.ones_like(mapped), output_size=(h + 2 * r, w + 2 * r), kernel_size=p)
+    return (folded / counts)[:, :, r:r + h, r:r + w]
+
+
+def _apply_chunk(z, matrix, bias, fused_w, fused_b, p):
+    r = p // 2
+    n, c, h, w = z.shape
+    if r == 0:
+        return F.conv2d(z, fused_w, fused_b)
+    edge = 4 * r  # explicit strips of 4r rows/cols are exact on their outer 2r
+    if h <= edge or w <= edge:
+        return apply_explicit(z, matrix, bias, p)
+    out = torch.empty_like(z)
+    out[:, :, 2 * r:h - 2 * r, 2 * r:w - 2 * r] = F.conv2d(z, fused_w, fused_b)
+    rows = apply_explicit(torch.cat([z[:, :, :edge], z[:, :, h - edge:]]), matrix, bias, p)
+    out[:, :, :2 * r] = rows[:n, :, :2 * r]
+    out[:, :, h - 2 * r:] = rows[n:, :, 2 * r:]
+    cols = apply_explicit(torch.cat([z[..., :edge], z[..., w - edge:]]), matrix, bias, p)
+    out[..., :2 * r] = cols[:n, ..., :2 * r]
+    out[..., w - 2 * r:] = cols[n:, ..., 2 * r:]
+    return out
+
+
+def apply_patch_map(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor, patch_size: int,
+                    fused=None, progress=None) -> torch.Tensor:
+    """Map every centred patch of ``frames`` [N,C,H,W] and fold back, in ``frames``' dtype and device.
+
+    ``matrix``/``bias`` must already be in that dtype and device; ``fused`` is an
+    optional precomputed ``fused_kernel`` pair (same dtype/device).
+    """
+    n, c, h, w = frames.shape
+    if fused is None:
+        fused = fused_kernel(matrix, bias, c, patch_size)
+    per_chunk = max(1, APPLY_CHUNK_ELEMENTS // max(c * h * w, 1))
+    outputs = []
+    start = 0
+    while start < n:
+        stop = min(n, start + per_chunk)
+        try:
+            outputs.append(_apply_chunk(frames[start:stop], matrix, bias, fused[0], fused[1], patch_size))
+        except torch.OutOfMemoryError:
+            if per_chunk == 1:
+                raise
+            per_chunk = max(1, per_chunk // 2)  # retry this chunk smaller
+            continue
+        start = stop
+        if progress is not None:
+            progress(start, n)
+    return outputs[0] if len(outputs) == 1 else torch.cat(outputs)

@@ -1,0 +1,248 @@
+"""LatentTransport: fit the Gaussian W2 map between two sets of patch statistics and apply it.
+
+T(x) = μt + A(x − μs) acts on every centred p×p latent patch (see
+``gaussian_ot`` for A and its guard, ``patch_apply`` for the fast fold). With
+``source=None`` the transport is *zero-shot*: the source statistics are
+estimated on every call from each image (or video) being transported, so only
+natural-image statistics are needed.
+"""
+import math
+import time
+from typing import Dict, List, Optional
+
+import torch
+
+from .constants import DEFAULT_EPS, SAMPLES_PER_DIM_WARNING, STRENGTH_MAX, STRENGTH_MIN
+from .errors import TransportInputError
+from .gaussian_ot import condition_number, eigen_floor, gaussian_map, gaussian_w2, symmetric_eigh
+from .patch_apply import apply_patch_map, blend_identity, fused_kernel
+from .progress import ProgressCallback
+from .statistics import PatchStatistics
+from .validation import as_frames, check_not_empty, check_scalar, prepare_mask
+
+
+def _check_pair(source: Optional[PatchStatistics], target: PatchStatistics) -> None:
+    for name, stats in (("target", target), ("source", source)):
+        if stats is not None and not isinstance(stats, PatchStatistics):
+            raise TypeError(f"{name} must be PatchStatistics (or None for zero-shot), got {type(stats).__name__}.")
+    target._require_samples(2)
+    if source is None:
+        return
+    source._require_samples(2)
+    if source.patch_size != target.patch_size:
+        raise TransportInputError(
+            f"source statistics use patch_size {source.patch_size} but target {target.patch_size}; "
+            "compute both with the same patch_size.")
+    if source.channels != target.channels:
+        raise TransportInputError(
+            f"source latents have {source.channels} channels but target latents {target.channels}; "
+            "encode the restored and the natural images with the same VAE.")
+
+
+def fit_warnings(stats: PatchStatistics, name: str) -> List[str]:
+    """Human-readable warnings about a set of statistics (too few samples, skipped NaNs)."""
+    out = []
+    if stats.count < SAMPLES_PER_DIM_WARNING * stats.dim:
+        out.append(
+            f"only {stats.count:.0f} {name} samples for D = {stats.dim}: results will be noisy — "
+            "add images or lower patch_size")
+    if stats.skipped:
+        out.append(f"{stats.skipped} {name} patches held NaN/Inf and were skipped")
+    return out
+
+
+class LatentTransport:
+    """The fitted map plus the statistics it came from; ``apply`` runs it on latents."""
+
+    def __init__(self, source: Optional[PatchStatistics], target: PatchStatistics, eps: float = DEFAULT_EPS,
+                 metadata: Optional[Dict] = None, created: Optional[float] = None, fitted_map=None):
+        _check_pair(source, target)
+        self.eps = check_scalar(eps, "eps", 0.0, 1.0)
+        self.source = source
+        self.target = target
+        self.metadata = dict(metadata or {})
+        self.created = time.time() if created is None else float(created)
+        self.map = None
+        self.diagnostics: Dict = {}
+        if source is not None and fitted_map is not None:
+            self.map = fitted_map  # a loaded file's stored map: bit-identical to the one saved
+        elif source is not None:
+            self.map = gaussian_map(source.mean, source.covariance, target.mean, target.covariance, self.eps)
+        self._device_cache: Dict = {}
+        self.diagnostics = self._diagnose()
+
+    # -------------------------------------------------------------- construction
+    @classmethod
+    def fit(cls, source, target, eps: float = DEFAULT_EPS, patch_size: Optional[int] = None,
+            metadata: Optional[Dict] = None) -> "LatentTransport":
+        """Fit from PatchStatistics (or latent tensors, with ``patch_size``); ``source=None`` is zero-shot."""
+        def as_stats(value, name):
+            if value is None or isinstance(value, PatchStatistics):
+                return value
+            if isinstance(value, torch.Tensor):
+                if patch_size is None:
+                    raise TransportInputError(f"pass patch_size when {name} is a latent tensor.")
+                return PatchStatistics(patch_size).update(value)
+            raise TypeError(f"{name} must be PatchStatistics, a latent tensor or None, got {type(value).__name__}.")
+
+        if target is None:
+            raise TransportInputError("target (natural-image) statistics are required; only source may be None.")
+        return cls(as_stats(source, "source"), as_stats(target, "target"), eps=eps, metadata=metadata)
+
+    @property
+    def patch_size(self) -> int:
+        return self.target.patch_size
+
+    @property
+    def channels(self) -> int:
+        return self.target.channels
+
+    @property
+    def dim(self) -> int:
+        return self.target.dim
+
+    @property
+    def zero_shot(self) -> bool:
+        return self.source is None
+
+    def __repr__(self) -> str:
+        kind = "zero-shot" if self.zero_shot else f"source n={self.source.count:.0f}"
+        return (f"LatentTransport(channels={self.channels}, patch_size={self.patch_size}, {kind}, "
+                f"target n={self.target.count:.0f}, eps={self.eps:g})")
+
+    # --------------------------------------------------------------- diagnostics
+    def _diagnose(self) -> Dict:
+        t_mean, t_cov = self.target.mean, self.target.covariance
+        d = {
+            "channels": self.channels, "patch_size": self.patch_size, "dim": self.dim,
+            "zero_shot": self.zero_shot, "eps": self.eps,
+            "target_count": self.target.count, "target_skipped": self.target.skipped,
+            "target_condition": condition_number(t_cov),
+            "warnings": fit_warnings(self.target, "natural"),
+        }
+        if self.source is not None:
+            s_mean, s_cov = self.source.mean, self.source.covariance
+            a = self.map.matrix
+            values = symmetric_eigh(s_cov)[0]
+            d.update({
+                "source_count": self.source.count, "source_skipped": self.source.skipped,
+                "source_condition": condition_number(s_cov),
+                "source_eigenvalues_floored": int((values < eigen_floor(s_cov, self.eps)).sum()),
+                "w2_before": gaussian_w2(s_mean, s_cov, t_mean, t_cov),
+                # the source Gaussian pushed through the map: N(A(μs − μs) + μt, A Σs A)
+                "w2_after": gaussian_w2(self.map.mean_target, a @ s_cov @ a, t_mean, t_cov),
+                "map_max_gain": float(symmetric_eigh(a)[0][-1]),
+            })
+            d["warnings"] = fit_warnings(self.source, "restored") + d["warnings"]
+        return d
+
+    def report(self) -> str:
+        """A short multi-line summary for humans (the Fit node's STRING output, the CLI's ``info``)."""
+        d = self.diagnostics
+        lines = [f"Latent transport: {d['channels']} channels, patch {d['patch_size']}×{d['patch_size']}, "
+                 f"D = {d['dim']}, eps {d['eps']:g}"]
+        if self.zero_shot:
+            lines.append(f"zero-shot: source statistics come from each image at apply time; "
+                         f"natural samples {d['target_count']:.0f}")
+        else:
+            lines.append(f"samples: restored {d['source_count']:.0f}, natural {d['target_count']:.0f}")
+            lines.append(f"W2 (per dim) before → after: {d['w2_before'] / math.sqrt(d['dim']):.4g} → "
+                         f"{d['w2_after'] / math.sqrt(d['dim']):.2g}")
+            if d["source_eigenvalues_floored"]:
+                lines.append(f"{d['source_eigenvalues_floored']} flat source directions held at the eps floor")
+        lines += [f"warning: {w}" for w in d["warnings"]]
+        return "\n".join(lines)
+
+    # --------------------------------------------------------------------- apply
+    def _compute_dtype(self, latents: torch.Tensor) -> torch.dtype:
+        # float64 only where it is cheap and asked for (CPU float64 input); float32 everywhere else.
+        if latents.dtype == torch.float64 and latents.device.type == "cpu":
+            return torch.float64
+        return torch.float32
+
+    def _prepared(self, strength: float, device, dtype):
+        """Map, bias and fused kernel for this strength, cached per device and dtype."""
+        key = (strength, str(device), dtype)
+        if key not in self._device_cache:
+            if len(self._device_cache) > 16:
+                self._device_cache.clear()
+            matrix, bias = blend_identity(self.map.matrix, self.map.bias, strength)
+            fused = fused_kernel(matrix, bias, self.channels, self.patch_size)
+            self._device_cache[key] = tuple(t.to(device=device, dtype=dtype) for t in (matrix, bias, *fused))
+        return self._device_cache[key]
+
+    def _check_latents(self, frames: torch.Tensor) -> None:
+        check_not_empty(frames, "latents")
+        if frames.shape[1] != self.channels:
+            raise TransportInputError(
+                f"this transport was fitted on {self.channels}-channel latents but got {frames.shape[1]} channels; "
+                f"use the VAE the transport was fitted with (or fit a new one for this VAE).")
+        if not bool(torch.isfinite(frames).all()):
+            raise TransportInputError(
+                "latents contain NaN or Inf; check the VAE Encode output (an fp16 VAE can overflow — try fp32/bf16).")
+
+    def apply(self, latents: torch.Tensor, strength: float = 1.0, mask: Optional[torch.Tensor] = None,
+              progress: ProgressCallback = None) -> torch.Tensor:
+        """Transport every patch of ``latents`` ([B,C,H,W] or [B,C,T,H,W]); same shape, dtype and device.
+
+        ``strength`` t moves along the W2 geodesic x + t(T(x) − x): 0 identity, 1 full, −1..2.
+        ``mask`` (0..1, latent or image resolution) limits where the latent changes.
+        """
+        strength = check_scalar(strength, "strength", STRENGTH_MIN, STRENGTH_MAX)
+        frames, restore = as_frames(latents)
+        self._check_latents(frames)
+        frames_per_item = 1 if latents.ndim == 4 else latents.shape[2]
+        weights = prepare_mask(mask, frames, frames_per_item)
+        dtype = self._compute_dtype(latents)
+        z = frames.detach().to(dtype)
+        if self.zero_shot:
+            out = self._apply_zero_shot(z, strength, frames_per_item, progress)
+        else:
+            matrix, bias, fw, fb = self._prepared(strength, z.device, dtype)
+            out = apply_patch_map(z, matrix, bias, self.patch_size, fused=(fw, fb), progress=progress)
+        if weights is not None:
+            out = z + weights.to(dtype) * (out - z)
+        out = self._finite_in(latents.dtype, out, z, strength, weights, frames_per_item)
+        return restore(out.to(latents.dtype))
+
+    def _apply_zero_shot(self, z, strength, frames_per_item, progress):
+        """Per image (or per video): its own patch statistics as the source, then the usual map."""
+        outputs = []
+        items = z.shape[0] // frames_per_item
+        for i in range(items):
+            group = z[i * frames_per_item:(i + 1) * frames_per_item]
+            source = PatchStatistics(self.patch_size).update(group)
+            source._require_samples(2)
+            gmap = gaussian_map(source.mean, source.covariance, self.target.mean, self.target.covariance, self.eps)
+            matrix, bias = blend_identity(gmap.matrix, gmap.bias, strength)
+            outputs.append(apply_patch_map(group, matrix.to(z), bias.to(z), self.patch_size))
+            if progress is not None:
+                progress(i + 1, items)
+        return torch.cat(outputs)
+
+    def _finite_in(self, out_dtype, out, z, strength, weights, frames_per_item):
+        """Clamp to the output dtype's range; redo in float64 if float32 overflowed (finite in → finite out)."""
+        if not bool(torch.isfinite(out).all()):
+            z64 = z.double().cpu()
+            if self.zero_shot:
+                out = self._apply_zero_shot(z64, strength, frames_per_item, None)
+            else:
+                matrix, bias = blend_identity(self.map.matrix, self.map.bias, strength)
+                out = apply_patch_map(z64, matrix, bias, self.patch_size)
+            if weights is not None:
+                out = z64 + weights.double().cpu() * (out - z64)
+            out = out.to(z.device)
+        info = torch.finfo(out_dtype)
+        return out.clamp(info.min, info.max).nan_to_num(0.0, info.max, info.min)
+
+    # ----------------------------------------------------------- save and load
+    def save(self, path, metadata: Optional[Dict] = None, overwrite: bool = False):
+        """Write a ``.safetensors`` file (atomically; refuses to replace a file unless ``overwrite``)."""
+        from .serialization import save_transport
+        return save_transport(self, path, metadata=metadata, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path) -> "LatentTransport":
+        """Read and validate a file written by ``save``; refuses foreign or damaged files."""
+        from .serialization import load_transport
+        return load_transport(path)
