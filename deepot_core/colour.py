@@ -57,9 +57,10 @@ def harmonise_colours(natural: Images, restored: Images) -> Images:
     def recolour(image: torch.Tensor) -> torch.Tensor:
         image = check_image(image, "natural")
         rgb, alpha = split_alpha(image)
-        matrix = cmap.matrix.to(device=rgb.device, dtype=torch.float32)
-        bias = cmap.bias.to(device=rgb.device, dtype=torch.float32)
-        out = (rgb.float() @ matrix.T + bias).clamp(0.0, 1.0).to(image.dtype)
+        dtype = torch.promote_types(rgb.dtype, torch.float32)  # half → float32; float64 keeps its precision
+        matrix = cmap.matrix.to(device=rgb.device, dtype=dtype)
+        bias = cmap.bias.to(device=rgb.device, dtype=dtype)
+        out = (rgb.to(dtype) @ matrix.T + bias).clamp(0.0, 1.0).to(image.dtype)
         return out if alpha is None else torch.cat([out, alpha], dim=-1)
 
     if isinstance(natural, torch.Tensor):

@@ -15,17 +15,46 @@ samples than dimensions) or has a channel that never varies; full-rank,
 well-conditioned sources are untouched, so the map stays exact there.
 Negative eigenvalues from round-off are clamped to zero before every root.
 """
+import math
 from dataclasses import dataclass
 
 import torch
 
 from .constants import ABSOLUTE_EIGEN_FLOOR, DEFAULT_EPS
+from .errors import TransportInputError
 
 
 def symmetric_eigh(matrix: torch.Tensor):
     """Eigen-decomposition of the symmetrised float64 matrix (robust to tiny asymmetry)."""
     m = matrix.to(torch.float64)
-    return torch.linalg.eigh(0.5 * (m + m.T))
+    if not bool(torch.isfinite(m).all()):
+        raise TransportInputError("a covariance holds NaN/Inf; the latents it came from are not usable.")
+    try:
+        return torch.linalg.eigh(0.5 * (m + m.T))
+    except RuntimeError as exc:  # LinAlgError: LAPACK did not converge
+        raise TransportInputError(
+            f"a covariance could not be decomposed ({exc}); the latents are degenerate — "
+            "feed more varied images or raise eps.") from None
+
+
+def symmetric_eigvalsh(matrix: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues only (ascending) of the symmetrised float64 matrix: about twice as fast as ``eigh``."""
+    m = matrix.to(torch.float64)
+    if not bool(torch.isfinite(m).all()):
+        raise TransportInputError("a covariance holds NaN/Inf; the latents it came from are not usable.")
+    try:
+        return torch.linalg.eigvalsh(0.5 * (m + m.T))
+    except RuntimeError as exc:
+        raise TransportInputError(f"a covariance could not be decomposed ({exc}); raise eps.") from None
+
+
+def _common_scale(*covariances: torch.Tensor) -> float:
+    """Mean variance of the larger covariance: dividing by it keeps every product below overflow.
+
+    A is invariant under Σs, Σt ↦ kΣs, kΣt, and W2 scales by √k, so nothing is lost.
+    """
+    scale = max(float(torch.diagonal(c.to(torch.float64)).abs().mean()) for c in covariances)
+    return scale if math.isfinite(scale) and scale > 0 else 1.0
 
 
 def psd_power(matrix: torch.Tensor, power: float, floor: float = 0.0) -> torch.Tensor:
@@ -59,11 +88,14 @@ class GaussianMap:
 
 def transport_matrix(cov_source: torch.Tensor, cov_target: torch.Tensor, eps: float = DEFAULT_EPS) -> torch.Tensor:
     """A = Σs^-½ (Σs^½ Σt Σs^½)^½ Σs^-½ with the source eigenvalues floored (see module doc)."""
+    scale = _common_scale(cov_source, cov_target)
+    cov_source = cov_source.to(torch.float64) / scale
+    cov_target = cov_target.to(torch.float64) / scale
     values, vectors = symmetric_eigh(cov_source)
     values = values.clamp_min(eigen_floor(cov_source, eps))
     s_half = (vectors * values.sqrt()) @ vectors.T
     s_inv_half = (vectors * values.rsqrt()) @ vectors.T
-    middle = psd_power(s_half @ cov_target.to(torch.float64) @ s_half, 0.5)
+    middle = psd_power(s_half @ cov_target @ s_half, 0.5)
     a = s_inv_half @ middle @ s_inv_half
     return 0.5 * (a + a.T)
 
@@ -79,16 +111,18 @@ def gaussian_map(mean_source, cov_source, mean_target, cov_target, eps: float = 
 
 def gaussian_w2(mean_a, cov_a, mean_b, cov_b) -> float:
     """W2 distance (not squared) between N(mean_a, cov_a) and N(mean_b, cov_b)."""
+    scale = _common_scale(cov_a, cov_b)
+    cov_a, cov_b = cov_a.double() / scale, cov_b.double() / scale
     a_half = psd_power(cov_a, 0.5)
-    cross = psd_power(a_half @ cov_b.to(torch.float64) @ a_half, 0.5)
-    mean_term = float(((mean_a.double() - mean_b.double()) ** 2).sum())
-    cov_term = float(torch.trace(cov_a.double()) + torch.trace(cov_b.double()) - 2.0 * torch.trace(cross))
-    return max(mean_term + max(cov_term, 0.0), 0.0) ** 0.5
+    cross_trace = symmetric_eigvalsh(a_half @ cov_b @ a_half).clamp_min(0.0).sqrt().sum()  # tr (·)^½
+    mean_term = float((((mean_a.double() - mean_b.double()) / math.sqrt(scale)) ** 2).sum())
+    cov_term = float(torch.trace(cov_a) + torch.trace(cov_b) - 2.0 * cross_trace)
+    return math.sqrt(scale) * max(mean_term + max(cov_term, 0.0), 0.0) ** 0.5
 
 
-def condition_number(covariance: torch.Tensor) -> float:
-    """Largest over smallest eigenvalue (inf for a singular matrix)."""
-    values = symmetric_eigh(covariance)[0]
+def condition_number(covariance: torch.Tensor, values: torch.Tensor = None) -> float:
+    """Largest over smallest eigenvalue (inf for a singular matrix); pass ``values`` if already known."""
+    values = symmetric_eigvalsh(covariance) if values is None else values
     top, bottom = float(values[-1]), float(values[0])
     if top <= 0:
         return float("inf")

@@ -13,11 +13,17 @@ coordinates, then ``fold`` and divide by the overlap count) only on the outer
 2r rows and columns, where the count and the replicate padding differ. Peak
 extra memory is about one latent; large batches go in chunks of frames.
 """
+import functools
+
 import torch
 import torch.nn.functional as F
 
 #: Frames are processed in chunks of at most this many elements (C·H·W·frames) to bound memory.
 APPLY_CHUNK_ELEMENTS = 1 << 26
+#: Output elements per interior convolution strip: small on the CPU (peak memory stays near one
+#: latent, caches stay warm), one strip for typical latents on a GPU (each launch costs microseconds).
+STRIP_ELEMENTS_CPU = 1 << 18
+STRIP_ELEMENTS_GPU = 1 << 26
 
 
 def blend_identity(matrix: torch.Tensor, bias: torch.Tensor, strength: float):
@@ -40,28 +46,33 @@ def fused_kernel(matrix: torch.Tensor, bias: torch.Tensor, channels: int, patch_
     return weight, fused_bias
 
 
-def _overlap_count(height: int, width: int, patch_size: int, device, dtype) -> torch.Tensor:
-    """How many centred patches cover each pixel (separable: rows × columns)."""
+@functools.lru_cache(maxsize=64)
+def _inverse_overlap_count(height: int, width: int, patch_size: int, device: torch.device,
+                           dtype: torch.dtype) -> torch.Tensor:
+    """1 / (how many centred patches cover each pixel); separable, cached per shape (borders repeat)."""
     r = patch_size // 2
 
     def along(n):
-        idx = torch.arange(n, device=device)
-        lo = torch.clamp(idx - r, min=0)
-        hi = torch.clamp(idx + r, max=n - 1)
-        return (hi - lo + 1).to(dtype)
+        idx = torch.arange(n, dtype=torch.float64)
+        return (torch.clamp(idx + r, max=n - 1) - torch.clamp(idx - r, min=0) + 1)
 
-    return along(height)[:, None] * along(width)[None, :]
+    return (1.0 / (along(height)[:, None] * along(width)[None, :])).to(device=device, dtype=dtype)
 
 
 def apply_explicit(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor, patch_size: int) -> torch.Tensor:
-    """Exact unfold → map → fold-average on [N,C,H,W], as a conv into patch space plus ``fold``."""
+    """Exact unfold → map → fold-average on [N,C,H,W] (used on thin border strips and tiny latents).
+
+    A batched matmul over the unfolded patches: on strips a few pixels high it is
+    far cheaper than a convolution into D = C·p² channels, whose setup dominates.
+    """
     p, r = patch_size, patch_size // 2
     n, c, h, w = frames.shape
     padded = F.pad(frames, (r, r, r, r), mode="replicate") if r else frames
-    patch_out = F.conv2d(padded, matrix.reshape(-1, c, p, p), bias)  # [N, D, H, W]: mapped patch at each centre
-    folded = F.fold(patch_out.flatten(2), output_size=(h + 2 * r, w + 2 * r), kernel_size=p)
+    mapped = torch.baddbmm(bias[None, :, None].expand(n, -1, h * w), matrix.expand(n, -1, -1),
+                           F.unfold(padded, p))  # [N, D, H·W]: the mapped patch at each centre
+    folded = F.fold(mapped, output_size=(h + 2 * r, w + 2 * r), kernel_size=p)
     folded = folded[:, :, r:r + h, r:r + w]
-    return folded / _overlap_count(h, w, p, frames.device, frames.dtype)
+    return folded * _inverse_overlap_count(h, w, p, frames.device, frames.dtype)
 
 
 def apply_unfold_reference(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor,
@@ -77,31 +88,46 @@ def apply_unfold_reference(frames: torch.Tensor, matrix: torch.Tensor, bias: tor
     return (folded / counts)[:, :, r:r + h, r:r + w]
 
 
-def _apply_chunk(z, matrix, bias, fused_w, fused_b, p):
+def _strip_rows(z: torch.Tensor) -> int:
+    """Output rows per interior strip, so temporaries stay a small fraction of the latent."""
+    budget = STRIP_ELEMENTS_CPU if z.device.type == "cpu" else STRIP_ELEMENTS_GPU
+    return max(1, budget // max(z.shape[0] * z.shape[1] * z.shape[3], 1))
+
+
+def _apply_chunk(z, matrix, bias, fused_w, fused_b, p, shift=None):
+    """One chunk of frames; ``shift`` (per channel) is subtracted strip by strip, never as a full copy."""
     r = p // 2
     n, c, h, w = z.shape
-    if r == 0:
-        return F.conv2d(z, fused_w, fused_b)
-    edge = 4 * r  # explicit strips of 4r rows/cols are exact on their outer 2r
-    if h <= edge or w <= edge:
-        return apply_explicit(z, matrix, bias, p)
+
+    def centred(part):
+        return part if shift is None else part - shift[:, None, None]
+
     out = torch.empty_like(z)
-    out[:, :, 2 * r:h - 2 * r, 2 * r:w - 2 * r] = F.conv2d(z, fused_w, fused_b)
-    rows = apply_explicit(torch.cat([z[:, :, :edge], z[:, :, h - edge:]]), matrix, bias, p)
+    edge = 4 * r  # explicit strips of 4r rows/cols are exact on their outer 2r
+    if r and (h <= edge or w <= edge):
+        return apply_explicit(centred(z), matrix, bias, p)
+    step = _strip_rows(z)
+    for y0 in range(2 * r, h - 2 * r, step):  # interior: the fused (2p−1)² convolution, in row strips
+        y1 = min(y0 + step, h - 2 * r)
+        out[:, :, y0:y1, 2 * r:w - 2 * r] = F.conv2d(centred(z[:, :, y0 - 2 * r:y1 + 2 * r]), fused_w, fused_b)
+    if r == 0:
+        return out
+    rows = apply_explicit(centred(torch.cat([z[:, :, :edge], z[:, :, h - edge:]])), matrix, bias, p)
     out[:, :, :2 * r] = rows[:n, :, :2 * r]
     out[:, :, h - 2 * r:] = rows[n:, :, 2 * r:]
-    cols = apply_explicit(torch.cat([z[..., :edge], z[..., w - edge:]]), matrix, bias, p)
+    cols = apply_explicit(centred(torch.cat([z[..., :edge], z[..., w - edge:]])), matrix, bias, p)
     out[..., :2 * r] = cols[:n, ..., :2 * r]
     out[..., w - 2 * r:] = cols[n:, ..., 2 * r:]
     return out
 
 
 def apply_patch_map(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tensor, patch_size: int,
-                    fused=None, progress=None) -> torch.Tensor:
+                    fused=None, progress=None, shift=None) -> torch.Tensor:
     """Map every centred patch of ``frames`` [N,C,H,W] and fold back, in ``frames``' dtype and device.
 
     ``matrix``/``bias`` must already be in that dtype and device; ``fused`` is an
-    optional precomputed ``fused_kernel`` pair (same dtype/device).
+    optional precomputed ``fused_kernel`` pair (same dtype/device). With ``shift``
+    (C values) the map acts on ``frames − shift`` (see ``transport.centred_map``).
     """
     n, c, h, w = frames.shape
     if fused is None:
@@ -112,7 +138,7 @@ def apply_patch_map(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tens
     while start < n:
         stop = min(n, start + per_chunk)
         try:
-            outputs.append(_apply_chunk(frames[start:stop], matrix, bias, fused[0], fused[1], patch_size))
+            outputs.append(_apply_chunk(frames[start:stop], matrix, bias, fused[0], fused[1], patch_size, shift))
         except torch.OutOfMemoryError:
             if per_chunk == 1:
                 raise

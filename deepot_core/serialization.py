@@ -37,7 +37,7 @@ def _checksum(tensors: Dict[str, torch.Tensor]) -> str:
         t = tensors[name].contiguous().cpu()
         digest.update(name.encode())
         digest.update(str(t.dtype).encode())
-        digest.update(t.numpy().tobytes())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, even bf16
     return digest.hexdigest()
 
 
@@ -191,6 +191,9 @@ def _expect(tensors, name, shape, path):
     if tuple(t.shape) != tuple(shape):
         raise TransportFileError(
             f"{path.name}: tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}; damaged file.")
+    expected = torch.int64 if name.endswith(".skipped") else torch.float64
+    if t.dtype != expected:
+        raise TransportFileError(f"{path.name}: tensor {name!r} is {t.dtype}, expected {expected}; not our file.")
     if t.is_floating_point() and not bool(torch.isfinite(t).all()):
         raise TransportFileError(f"{path.name}: tensor {name!r} holds NaN/Inf; damaged file.")
     return t
@@ -212,6 +215,8 @@ def load_transport(path):
         created = float(doc["created"])
         expected_sum = str(doc["sha256"])
         user = doc.get("user") or {}
+        if not isinstance(user, dict):
+            raise TypeError(f"user metadata is a {type(user).__name__}, not a JSON object")
     except (KeyError, TypeError, ValueError, TransportInputError) as exc:
         raise TransportFileError(f"{path.name} has incomplete or invalid metadata ({exc}).") from None
     if not 0 < channels <= 4096:

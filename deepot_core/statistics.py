@@ -33,6 +33,45 @@ def _merge_moments(n_a, mean_a, m2_a, n_b, mean_b, m2_b):
     return n, mean, m2
 
 
+def _shifted_frame(frame: torch.Tensor, dtype: torch.dtype, patch_size: int):
+    """One frame [1,C,H,W] in ``dtype`` minus its per-channel mean, that shift, and the bad-patch map.
+
+    Covariance is shift-invariant; removing the channel means first keeps the
+    chunk Gram matrix free of cancellation, so no centred copy of the unfolded
+    patches is needed. The bad map [H−2r, W−2r] (None when all is finite) marks
+    interior patches that touch a NaN/Inf pixel; those pixels are zeroed.
+    """
+    x = frame.to(dtype)
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        shift = x.mean(dim=(0, 2, 3))
+        return x - shift[None, :, None, None], shift.to(torch.float64), None
+    pixel_bad = (~finite).any(dim=1, keepdim=True).to(dtype)
+    bad = F.max_pool2d(pixel_bad, patch_size, stride=1)[0, 0] > 0
+    x = torch.where(finite, x, torch.zeros((), dtype=dtype, device=x.device))
+    good = (~pixel_bad.bool()).to(dtype)
+    shift = (x * good).sum(dim=(0, 2, 3)) / good.sum().clamp_min(1.0)
+    return (x - shift[None, :, None, None]) * good, shift.to(torch.float64), bad
+
+
+def _chunk_moments(x: torch.Tensor, weights: Optional[torch.Tensor]):
+    """(n, μ, M2) in float64 of the columns of ``x`` [D, L] (weighted), or None when the weight is 0."""
+    if weights is None:
+        n = float(x.shape[1])
+        total = x.sum(dim=1)
+        gram = x @ x.T
+    else:
+        n = float(weights.sum())
+        if n <= 0:
+            return None
+        total = x @ weights
+        gram = (x * weights) @ x.T
+    total, gram = total.double(), gram.double()
+    mean = total / n
+    m2 = gram - torch.outer(total, mean)
+    return n, mean, 0.5 * (m2 + m2.T)
+
+
 class PatchStatistics:
     """Sufficient statistics of latent patches: feed batches with ``update``, read ``mean``/``covariance``."""
 
@@ -98,7 +137,7 @@ class PatchStatistics:
         check_not_empty(frames, "latents")
         frames_per_item = 1 if latents.ndim == 4 else latents.shape[2]
         weights = prepare_mask(mask, frames, frames_per_item)
-        self._check_channels(frames.shape[1])
+        self._check_channels(frames.shape[1], commit=False)  # committed only once the pass completes
         p, r = self.patch_size, self.patch_size // 2
         n_frames, c, h, w = frames.shape
         if h < p or w < p:
@@ -113,28 +152,28 @@ class PatchStatistics:
         n_acc, mean_acc, m2_acc = 0.0, None, None
         skipped = 0
         for i in range(n_frames):
+            frame, shift, bad = _shifted_frame(frames[i:i + 1], compute_dtype, p)
             for y0, y1 in strips:
-                block = frames[i:i + 1, :, y0:y1 + 2 * r].to(compute_dtype)
-                x = F.unfold(block, p)[0]  # [D, L], centres at rows y0+r .. y1+r-1
-                if weights is not None:
-                    wt = weights[i, 0, y0 + r:y1 + r, r:w - r].reshape(-1).to(compute_dtype)
-                else:
-                    wt = torch.ones(x.shape[1], dtype=compute_dtype, device=x.device)
-                finite = torch.isfinite(x).all(dim=0)
-                n_bad = int((~finite).sum())
-                if n_bad:
-                    skipped += n_bad
-                    x = torch.where(finite[None], x, torch.zeros((), dtype=x.dtype, device=x.device))
-                    wt = wt * finite
-                n_c = float(wt.sum())
-                if n_c <= 0:
+                x = F.unfold(frame[:, :, y0:y1 + 2 * r], p)[0]  # [D, L], centres at rows y0+r .. y1+r-1
+                wt = None if weights is None else weights[i, 0, y0 + r:y1 + r, r:w - r].reshape(-1).to(compute_dtype)
+                if bad is not None:
+                    bad_here = bad[y0:y1].reshape(-1)
+                    skipped += int(bad_here.sum())
+                    keep = (~bad_here).to(compute_dtype)
+                    wt = keep if wt is None else wt * keep
+                moments = _chunk_moments(x, wt)
+                if moments is None:
                     continue
-                mean_c = (x @ wt) / n_c
-                xc = x - mean_c[:, None]
-                m2_c = (xc * wt) @ xc.T
-                n_acc, mean_acc, m2_acc = _merge_moments(
-                    n_acc, mean_acc, m2_acc, n_c, mean_c.double(), m2_c.double())
+                n_c, mean_c, m2_c = moments
+                mean_c = mean_c + shift.repeat_interleave(p * p)
+                n_acc, mean_acc, m2_acc = _merge_moments(n_acc, mean_acc, m2_acc, n_c, mean_c, m2_c)
             report(progress, i + 1, n_frames)
+        if m2_acc is not None and not bool(torch.isfinite(m2_acc).all()):
+            raise TransportInputError(
+                "these latents are too large to square in float64 (|values| beyond about 1e150); "
+                "they are not VAE latents — check the node that produced them.")
+        # Commit: nothing above touched self, so a cancelled or failed pass leaves the statistics unchanged.
+        self._check_channels(c)
         self.skipped += skipped
         if n_acc > 0:
             self._absorb(n_acc, mean_acc.cpu(), m2_acc.cpu())
@@ -143,7 +182,7 @@ class PatchStatistics:
             self._m2 = torch.zeros(dim, dim, dtype=torch.float64)
         return self
 
-    def _check_channels(self, channels: int) -> None:
+    def _check_channels(self, channels: int, commit: bool = True) -> None:
         dim = channels * self.patch_size ** 2
         if dim > MAX_FEATURE_DIM:
             raise TransportInputError(
@@ -151,7 +190,8 @@ class PatchStatistics:
                 f"{MAX_FEATURE_DIM}; use a smaller patch_size."
             )
         if self.channels is None:
-            self.channels = channels
+            if commit:
+                self.channels = channels
         elif channels != self.channels:
             raise TransportInputError(
                 f"these statistics were built from {self.channels}-channel latents but got {channels} channels; "

@@ -14,7 +14,7 @@ import torch
 
 from .constants import DEFAULT_EPS, SAMPLES_PER_DIM_WARNING, STRENGTH_MAX, STRENGTH_MIN
 from .errors import TransportInputError
-from .gaussian_ot import condition_number, eigen_floor, gaussian_map, gaussian_w2, symmetric_eigh
+from .gaussian_ot import condition_number, eigen_floor, gaussian_map, gaussian_w2, symmetric_eigvalsh
 from .patch_apply import apply_patch_map, blend_identity, fused_kernel
 from .progress import ProgressCallback
 from .statistics import PatchStatistics
@@ -51,6 +51,43 @@ def fit_warnings(stats: PatchStatistics, name: str) -> List[str]:
     return out
 
 
+def channel_shift(mean_source: torch.Tensor, channels: int, dtype: torch.dtype) -> torch.Tensor:
+    """Per-channel source mean, rounded to the compute dtype so subtracting it from the latent is exact-ish."""
+    return mean_source.reshape(channels, -1).mean(dim=1).to(dtype).to(torch.float64)
+
+
+def centred_map(gmap, strength: float, shift: torch.Tensor, patch_size: int):
+    """The strength-t map acting on the latent minus ``shift`` (per channel): (M, M·S + t·b).
+
+    T_t(x) = M x + t b with M = tA + (1−t)I. Feeding u = x − S instead keeps
+    the float32 products small: a flat or near-singular source has gains of
+    1e6, and M x + t b would then cancel two huge numbers. The bias M·S + t·b
+    = t(μt − A(μs − S)) + (1−t)S is formed in float64, where it is exact.
+    """
+    matrix, bias = blend_identity(gmap.matrix, gmap.bias, strength)
+    s_vec = shift.to(torch.float64).repeat_interleave(patch_size * patch_size)
+    offset = gmap.mean_source - s_vec
+    centred_bias = strength * (gmap.mean_target - gmap.matrix @ offset) + (1.0 - strength) * s_vec
+    return matrix, centred_bias
+
+
+def _all_finite(x: torch.Tensor) -> bool:
+    """No NaN/Inf in ``x``: one reduction, one host sync, no mask tensor.
+
+    NaN and ±Inf propagate through a sum; a sum that overflows although every
+    value is finite reads as "not finite", which only sends the caller down its
+    slower, exact path.
+    """
+    if x.numel() == 0:
+        return True
+    return bool(torch.isfinite(x.sum()))
+
+
+def _no_nan_or_inf(x: torch.Tensor) -> bool:
+    """Exact check (no overflow false alarm), for the slow path: two reductions."""
+    return x.numel() == 0 or (bool(torch.isfinite(x.amax())) and bool(torch.isfinite(x.amin())))
+
+
 class LatentTransport:
     """The fitted map plus the statistics it came from; ``apply`` runs it on latents."""
 
@@ -63,13 +100,12 @@ class LatentTransport:
         self.metadata = dict(metadata or {})
         self.created = time.time() if created is None else float(created)
         self.map = None
-        self.diagnostics: Dict = {}
+        self._diagnostics: Optional[Dict] = None
         if source is not None and fitted_map is not None:
             self.map = fitted_map  # a loaded file's stored map: bit-identical to the one saved
         elif source is not None:
             self.map = gaussian_map(source.mean, source.covariance, target.mean, target.covariance, self.eps)
         self._device_cache: Dict = {}
-        self.diagnostics = self._diagnose()
 
     # -------------------------------------------------------------- construction
     @classmethod
@@ -111,6 +147,17 @@ class LatentTransport:
                 f"target n={self.target.count:.0f}, eps={self.eps:g})")
 
     # --------------------------------------------------------------- diagnostics
+    @property
+    def diagnostics(self) -> Dict:
+        """Counts, D, condition numbers, W2 before/after, warnings — computed on first use and kept.
+
+        Lazy because for large D its eigendecompositions cost more than the fit itself;
+        ``apply`` never needs them.
+        """
+        if self._diagnostics is None:
+            self._diagnostics = self._diagnose()
+        return self._diagnostics
+
     def _diagnose(self) -> Dict:
         t_mean, t_cov = self.target.mean, self.target.covariance
         d = {
@@ -123,15 +170,15 @@ class LatentTransport:
         if self.source is not None:
             s_mean, s_cov = self.source.mean, self.source.covariance
             a = self.map.matrix
-            values = symmetric_eigh(s_cov)[0]
+            values = symmetric_eigvalsh(s_cov)
             d.update({
                 "source_count": self.source.count, "source_skipped": self.source.skipped,
-                "source_condition": condition_number(s_cov),
+                "source_condition": condition_number(s_cov, values),
                 "source_eigenvalues_floored": int((values < eigen_floor(s_cov, self.eps)).sum()),
                 "w2_before": gaussian_w2(s_mean, s_cov, t_mean, t_cov),
                 # the source Gaussian pushed through the map: N(A(μs − μs) + μt, A Σs A)
                 "w2_after": gaussian_w2(self.map.mean_target, a @ s_cov @ a, t_mean, t_cov),
-                "map_max_gain": float(symmetric_eigh(a)[0][-1]),
+                "map_max_gain": float(symmetric_eigvalsh(a)[-1]),
             })
             d["warnings"] = fit_warnings(self.source, "restored") + d["warnings"]
         return d
@@ -161,14 +208,15 @@ class LatentTransport:
         return torch.float32
 
     def _prepared(self, strength: float, device, dtype):
-        """Map, bias and fused kernel for this strength, cached per device and dtype."""
+        """Map, centred bias, fused kernel and channel shift for this strength, cached per device and dtype."""
         key = (strength, str(device), dtype)
         if key not in self._device_cache:
             if len(self._device_cache) > 16:
                 self._device_cache.clear()
-            matrix, bias = blend_identity(self.map.matrix, self.map.bias, strength)
+            shift = channel_shift(self.map.mean_source, self.channels, dtype)
+            matrix, bias = centred_map(self.map, strength, shift, self.patch_size)
             fused = fused_kernel(matrix, bias, self.channels, self.patch_size)
-            self._device_cache[key] = tuple(t.to(device=device, dtype=dtype) for t in (matrix, bias, *fused))
+            self._device_cache[key] = tuple(t.to(device=device, dtype=dtype) for t in (matrix, bias, *fused, shift))
         return self._device_cache[key]
 
     def _check_latents(self, frames: torch.Tensor) -> None:
@@ -177,9 +225,6 @@ class LatentTransport:
             raise TransportInputError(
                 f"this transport was fitted on {self.channels}-channel latents but got {frames.shape[1]} channels; "
                 f"use the VAE the transport was fitted with (or fit a new one for this VAE).")
-        if not bool(torch.isfinite(frames).all()):
-            raise TransportInputError(
-                "latents contain NaN or Inf; check the VAE Encode output (an fp16 VAE can overflow — try fp32/bf16).")
 
     def apply(self, latents: torch.Tensor, strength: float = 1.0, mask: Optional[torch.Tensor] = None,
               progress: ProgressCallback = None) -> torch.Tensor:
@@ -198,8 +243,8 @@ class LatentTransport:
         if self.zero_shot:
             out = self._apply_zero_shot(z, strength, frames_per_item, progress)
         else:
-            matrix, bias, fw, fb = self._prepared(strength, z.device, dtype)
-            out = apply_patch_map(z, matrix, bias, self.patch_size, fused=(fw, fb), progress=progress)
+            matrix, bias, fw, fb, shift = self._prepared(strength, z.device, dtype)
+            out = apply_patch_map(z, matrix, bias, self.patch_size, fused=(fw, fb), progress=progress, shift=shift)
         if weights is not None:
             out = z + weights.to(dtype) * (out - z)
         out = self._finite_in(latents.dtype, out, z, strength, weights, frames_per_item)
@@ -214,15 +259,27 @@ class LatentTransport:
             source = PatchStatistics(self.patch_size).update(group)
             source._require_samples(2)
             gmap = gaussian_map(source.mean, source.covariance, self.target.mean, self.target.covariance, self.eps)
-            matrix, bias = blend_identity(gmap.matrix, gmap.bias, strength)
-            outputs.append(apply_patch_map(group, matrix.to(z), bias.to(z), self.patch_size))
+            shift = channel_shift(gmap.mean_source, self.channels, z.dtype)
+            matrix, bias = centred_map(gmap, strength, shift, self.patch_size)
+            outputs.append(apply_patch_map(group, matrix.to(z), bias.to(z), self.patch_size, shift=shift.to(z)))
             if progress is not None:
                 progress(i + 1, items)
         return torch.cat(outputs)
 
     def _finite_in(self, out_dtype, out, z, strength, weights, frames_per_item):
-        """Clamp to the output dtype's range; redo in float64 if float32 overflowed (finite in → finite out)."""
-        if not bool(torch.isfinite(out).all()):
+        """Clamp to the output dtype's range; redo in float64 if float32 overflowed (finite in → finite out).
+
+        One reduction over the output decides (a single host sync on a GPU); only
+        when it is not finite do we look at the input, to tell NaN/Inf latents
+        (an error) from float32 overflow (recomputed in float64).
+        """
+        finite = _all_finite(out)
+        if finite and torch.finfo(out_dtype).max >= torch.finfo(out.dtype).max:
+            return out  # nothing can overflow on the way to the output dtype
+        if not finite and not _no_nan_or_inf(z):
+            raise TransportInputError(
+                "latents contain NaN or Inf; check the VAE Encode output (an fp16 VAE can overflow — try fp32/bf16).")
+        if not finite:
             z64 = z.double().cpu()
             if self.zero_shot:
                 out = self._apply_zero_shot(z64, strength, frames_per_item, None)
@@ -233,7 +290,7 @@ class LatentTransport:
                 out = z64 + weights.double().cpu() * (out - z64)
             out = out.to(z.device)
         info = torch.finfo(out_dtype)
-        return out.clamp(info.min, info.max).nan_to_num(0.0, info.max, info.min)
+        return out.nan_to_num_(0.0, info.max, info.min).clamp_(info.min, info.max)
 
     # ----------------------------------------------------------- save and load
     def save(self, path, metadata: Optional[Dict] = None, overwrite: bool = False):

@@ -1,5 +1,6 @@
 """Boundary checks: every public entry point calls these, so bad input fails early and clearly."""
 import math
+import numbers
 from typing import Callable, Optional, Tuple
 
 import torch
@@ -11,8 +12,8 @@ from .errors import TransportInputError
 
 def check_patch_size(patch_size) -> int:
     """An odd integer 1..MAX_PATCH_SIZE (odd so every patch has a centre pixel)."""
-    if isinstance(patch_size, bool) or not isinstance(patch_size, (int,)) and not (
-        isinstance(patch_size, float) and patch_size.is_integer()
+    if isinstance(patch_size, bool) or not isinstance(patch_size, numbers.Integral) and not (
+        isinstance(patch_size, numbers.Real) and float(patch_size).is_integer()
     ):
         raise TransportInputError(
             f"patch_size must be an odd integer, got {patch_size!r}; use 1, 3, 5, 7 or 9."
@@ -32,7 +33,7 @@ def check_scalar(value, name: str, low: float, high: float) -> float:
         if value.numel() != 1:
             raise TransportInputError(f"{name} must be a single number, got a tensor of shape {tuple(value.shape)}.")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TransportInputError(f"{name} must be a number, got {type(value).__name__}.")
     value = float(value)
     if not math.isfinite(value):

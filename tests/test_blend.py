@@ -1,0 +1,75 @@
+"""pd_blend / pd_sweep: endpoints, linearity, clipping, crops, residual decode and the detail band."""
+import pytest
+import torch
+
+from deepot_core import TransportInputError, pd_blend, pd_sweep
+
+
+def image(b=2, h=16, w=20, c=3, seed=0):
+    return torch.rand(b, h, w, c, generator=torch.Generator().manual_seed(seed))
+
+
+def test_endpoints_and_linearity():
+    r, t = image(seed=1), image(seed=2)
+    assert torch.equal(pd_blend(r, t, 0.0), r)
+    torch.testing.assert_close(pd_blend(r, t, 1.0), t)
+    torch.testing.assert_close(pd_blend(r, t, 0.25), 0.75 * r + 0.25 * t)
+    extrapolated = pd_blend(r, t, 2.0)
+    torch.testing.assert_close(extrapolated, (2 * t - r).clamp(0, 1))
+    assert extrapolated.min() >= 0 and extrapolated.max() <= 1
+    torch.testing.assert_close(pd_blend(r, t, -1.0), (2 * r - t).clamp(0, 1))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), 2.01, -1.5, "0.5"])
+def test_bad_perception_refused(bad):
+    with pytest.raises(TransportInputError, match="perception"):
+        pd_blend(image(), image(), bad)
+
+
+def test_size_mismatch_centre_crops_and_batch_broadcasts():
+    r, t = image(b=2, h=17, w=21, seed=3), image(b=1, h=16, w=16, seed=4)
+    out = pd_blend(r, t, 0.5)
+    assert out.shape == (2, 16, 16, 3)
+    torch.testing.assert_close(out, 0.5 * r[:, :16, 2:18] + 0.5 * t)
+    with pytest.raises(TransportInputError, match="batch"):
+        pd_blend(image(b=2), image(b=3), 0.5)
+
+
+def test_alpha_kept_and_grey_accepted():
+    r = image(c=4, seed=5)
+    out = pd_blend(r, image(c=1, seed=6), 1.0)
+    assert out.shape[-1] == 4 and torch.equal(out[..., 3:], r[..., 3:])
+
+
+def test_residual_decode_and_detail_band():
+    r, t, rec = image(seed=7), image(seed=8), image(seed=9)
+    assert torch.equal(pd_blend(r, t, 0.0, reconstructed=rec), r)
+    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.0),
+                               (r + t - rec).clamp(0, 1))
+    # a purely low-frequency (constant) change is removed by the detail band: colours stay the restored ones
+    r = 0.2 + 0.6 * image(seed=10)
+    shifted = (rec + 0.1).clamp(0, 1)
+    flat = rec.clone().fill_(0.5)
+    out = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=2.0)
+    torch.testing.assert_close(out, r, rtol=0, atol=1e-5)
+    out_nb = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=0.0)
+    torch.testing.assert_close(out_nb, (r + 0.1).clamp(0, 1))
+    assert shifted.shape == r.shape
+
+
+def test_sweep_is_perception_major():
+    r, t = image(b=2, seed=11), image(b=2, seed=12)
+    out = pd_sweep(r, t, [0.0, 0.5, 1.0])
+    assert out.shape == (6, 16, 20, 3)
+    torch.testing.assert_close(out[2:4], pd_blend(r, t, 0.5))
+    with pytest.raises(TransportInputError):
+        pd_sweep(r, t, [])
+
+
+def test_bad_images_refused():
+    with pytest.raises(TransportInputError, match="NaN"):
+        pd_blend(image().fill_(float("nan")), image(), 0.5)
+    with pytest.raises(TransportInputError, match="IMAGE"):
+        pd_blend(torch.rand(2, 3, 8, 8, 2), image(), 0.5)
+    with pytest.raises(TransportInputError, match="float"):
+        pd_blend((image() * 255).to(torch.uint8), image(), 0.5)

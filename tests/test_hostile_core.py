@@ -1,0 +1,266 @@
+"""Hostile input at the core: every case answers correctly or refuses with an actionable message.
+
+Contract: finite input gives finite output of the input's shape and dtype, or a
+ValueError/TypeError/OSError whose message says what to do; never an IndexError,
+KeyError, AttributeError or a raw torch RuntimeError. Transport files are
+untrusted: damaged, foreign, pickled or escaping files are refused, never executed.
+"""
+import os
+import pickle
+import struct
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from deepot_core import LatentTransport, PatchStatistics, TransportFileError
+from deepot_core.paths import resolve_in_folder
+
+from test_statistics import latents
+
+ALLOWED = (ValueError, TypeError, OSError)
+DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
+SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def refused_well(exc: BaseException) -> bool:
+    """An allowed exception type with a message a user can act on (not a bare or empty one)."""
+    return isinstance(exc, ALLOWED) and len(str(exc)) > 25
+
+
+_FITTED = {}
+
+
+def fitted(c, p):
+    if (c, p) not in _FITTED:
+        src, tgt = latents(b=2, c=c, h=12, w=12, seed=c + p), latents(b=2, c=c, h=12, w=12, seed=9) * 2 + 1
+        _FITTED[c, p] = LatentTransport.fit(src, tgt, patch_size=p)
+    return _FITTED[c, p]
+
+
+@st.composite
+def hostile_latents(draw):
+    dtype = draw(st.sampled_from(DTYPES))
+    ndim = draw(st.sampled_from([4, 4, 4, 5, 3]))
+    shape = [draw(st.integers(0 if ndim == 4 and draw(st.booleans()) else 1, 3)),
+             draw(st.sampled_from([2, 2, 2, 3]))]
+    shape += [draw(st.integers(1, 3)) for _ in range(ndim - 4)]
+    shape += [draw(st.integers(1, 12)), draw(st.integers(1, 12))][: max(ndim - 2, 0)]
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(draw(st.integers(0, 99))), dtype=torch.float64)
+    kind = draw(st.sampled_from(["normal", "constant", "flat-channel", "nan", "inf", "huge", "tiny", "zero"]))
+    info = torch.finfo(dtype)
+    if kind == "constant":
+        x = torch.full_like(x, draw(st.floats(-100, 100)))
+    elif kind == "flat-channel" and x.ndim >= 2 and x.numel():
+        x[:, 0] = 0.5
+    elif kind in ("nan", "inf") and x.numel():
+        flat = x.view(-1)
+        flat[draw(st.integers(0, flat.numel() - 1))] = float("nan") if kind == "nan" else -float("inf")
+    elif kind == "huge":
+        x = x.clamp(-1, 1) * info.max * draw(st.sampled_from([0.5, 0.99, 1.0]))
+    elif kind == "tiny":
+        x = x * info.tiny
+    elif kind == "zero":
+        x = torch.zeros_like(x)
+    return x.to(dtype)
+
+
+@st.composite
+def hostile_mask(draw, shape):
+    kind = draw(st.sampled_from([None, "zeros", "random", "image", "wrong", "nan"]))
+    hw = shape[-2:] if len(shape) >= 2 else (1, 1)
+    if kind is None:
+        return None
+    if kind == "zeros":
+        return torch.zeros(1, *hw)
+    if kind == "random":
+        return torch.rand(1, *hw)
+    if kind == "image":
+        return torch.rand(1, hw[0] * 8, hw[1] * 8)
+    if kind == "nan":
+        return torch.full((1, *hw), float("nan"))
+    return torch.rand(4, 3, *hw)
+
+
+def check_output(out, x):
+    assert out.shape == x.shape and out.dtype == x.dtype and out.device == x.device
+    assert bool(torch.isfinite(out).all()), "finite input gave non-finite output"
+
+
+@SETTINGS
+@given(data=st.data(), p=st.sampled_from([1, 3, 5]),
+       strength=st.one_of(st.floats(-1, 2), st.sampled_from([float("nan"), float("inf"), 5.0, -3.0])))
+def test_apply_never_crashes(data, p, strength):
+    x = data.draw(hostile_latents())
+    mask = data.draw(hostile_mask(tuple(x.shape)))
+    for transport in (fitted(2, p), LatentTransport.fit(None, fitted(2, p).target)):
+        try:
+            out = transport.apply(x, strength=strength, mask=mask)
+        except Exception as exc:  # noqa: BLE001 — the point is to classify it
+            assert refused_well(exc), f"{type(exc).__name__}: {exc}"
+            continue
+        check_output(out, x)
+
+
+@SETTINGS
+@given(data=st.data(), p=st.sampled_from([1, 3, 5, 7]))
+def test_statistics_and_fit_never_crash(data, p):
+    x, y = data.draw(hostile_latents()), data.draw(hostile_latents())
+    mask = data.draw(hostile_mask(tuple(x.shape)))
+    try:
+        s = PatchStatistics(p).update(x, mask=mask)
+        t = PatchStatistics(p).update(y)
+        tr = LatentTransport.fit(s, t)
+    except Exception as exc:  # noqa: BLE001
+        assert refused_well(exc), f"{type(exc).__name__}: {exc}"
+        return
+    assert torch.isfinite(tr.map.matrix).all() and torch.isfinite(tr.map.bias).all()
+    assert tr.report()
+    z = latents(b=1, c=tr.channels, h=6, w=7, seed=1)
+    check_output(tr.apply(z), z)
+
+
+def test_degenerate_sources_answer_sensibly():
+    target = PatchStatistics(3).update(latents(b=2, c=3, seed=4))
+    const = torch.full((1, 3, 9, 9), 0.7)
+    tr = LatentTransport.fit(PatchStatistics(3).update(const), target)
+    out = tr.apply(const)
+    per_offset = target.mean.reshape(3, 9).float()
+    expected = per_offset.mean(1).reshape(1, 3, 1, 1).expand(1, 3, 5, 5)
+    # a flat image goes to the natural mean: averaged over all patch offsets inside, over some at the border
+    torch.testing.assert_close(out[:, :, 2:-2, 2:-2], expected, rtol=1e-5, atol=1e-5)
+    low, high = per_offset.min(1).values.reshape(1, 3, 1, 1), per_offset.max(1).values.reshape(1, 3, 1, 1)
+    assert bool(((out >= low - 1e-5) & (out <= high + 1e-5)).all())
+    zs = LatentTransport.fit(None, target).apply(const)
+    assert torch.isfinite(zs).all()
+
+
+def test_near_limit_values_stay_finite():
+    tr = fitted(2, 3)
+    for dtype in DTYPES:
+        x = torch.randn(1, 2, 8, 8).clamp(-1, 1).to(torch.float64) * torch.finfo(dtype).max
+        out = tr.apply(x.to(dtype))
+        check_output(out, x.to(dtype))
+
+
+# ------------------------------------------------------------------ untrusted files
+@pytest.fixture(scope="module")
+def good_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("good") / "t.safetensors"
+    fitted(2, 3).save(path)
+    return path
+
+
+def assert_refused(path, match=None):
+    with pytest.raises(TransportFileError, match=match) as info:
+        LatentTransport.load(path)
+    assert len(str(info.value)) > 25
+    return str(info.value)
+
+
+def test_empty_truncated_absurd_header(tmp_path, good_file):
+    data = good_file.read_bytes()
+    (tmp_path / "empty.safetensors").write_bytes(b"")
+    assert_refused(tmp_path / "empty.safetensors", "empty")
+    for cut in (5, 8, 40, len(data) // 2, len(data) - 1):
+        (tmp_path / "cut.safetensors").write_bytes(data[:cut])
+        assert_refused(tmp_path / "cut.safetensors")
+    (tmp_path / "huge.safetensors").write_bytes(struct.pack("<Q", 2 ** 63) + b"{}" + b"\0" * 64)
+    assert_refused(tmp_path / "huge.safetensors", "header length")
+    (tmp_path / "notjson.safetensors").write_bytes(struct.pack("<Q", 4) + b"abcd")
+    assert_refused(tmp_path / "notjson.safetensors")
+
+
+@settings(max_examples=40, deadline=None)
+@given(position=st.integers(0, 10 ** 6), bit=st.integers(0, 7))
+def test_bit_flips_refused_or_harmless(good_file, position, bit):
+    data = bytearray(good_file.read_bytes())
+    position %= len(data)
+    data[position] ^= 1 << bit
+    path = good_file.parent / "flipped.safetensors"
+    path.write_bytes(bytes(data))
+    try:
+        loaded = LatentTransport.load(path)
+    except TransportFileError as exc:
+        assert len(str(exc)) > 25
+        return
+    z = latents(b=1, c=2, h=6, w=6, seed=2)  # a flip in free-text metadata may load: the map must be intact
+    assert torch.equal(loaded.apply(z), fitted(2, 3).apply(z))
+
+
+def test_foreign_safetensors_and_bad_metadata(tmp_path, good_file):
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    save_file({"weight": torch.zeros(3, 3)}, str(tmp_path / "lora.safetensors"), metadata={"ss_network": "x"})
+    assert_refused(tmp_path / "lora.safetensors", "not a DeepOT")
+    with safe_open(str(good_file), "pt") as f:
+        header = dict(f.metadata())
+    tensors = load_file(str(good_file))
+    for key, value in [("deepot", "{not json"), ("deepot", "[1, 2]"), ("format_version", "x"),
+                       ("format_version", "999"), ("deepot", '{"patch_size": 3}')]:
+        save_file(tensors, str(tmp_path / "meta.safetensors"), metadata={**header, key: value})
+        assert_refused(tmp_path / "meta.safetensors")
+    import json
+    doc = json.loads(header["deepot"])
+    for change in ({"user": [1, 2]}, {"patch_size": 4}, {"channels": -1}, {"eps": "nan"}, {"channels": 3}):
+        save_file(tensors, str(tmp_path / "doc.safetensors"),
+                  metadata={**header, "deepot": json.dumps({**doc, **change})})
+        assert_refused(tmp_path / "doc.safetensors")
+    # our own format marker, but tensors of another dtype (and a matching checksum): still refused
+    from deepot_core.serialization import _checksum
+    half = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in tensors.items()}
+    save_file(half, str(tmp_path / "bf16.safetensors"),
+              metadata={**header, "deepot": json.dumps({**doc, "sha256": _checksum(half)})})
+    assert_refused(tmp_path / "bf16.safetensors", "float64")
+
+
+class _Exploit:
+    marker = None
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_pickle_renamed_never_executes(tmp_path):
+    marker = tmp_path / "PWNED"
+    _Exploit.marker = str(marker)
+    for protocol in (0, 2, 5):
+        path = tmp_path / f"model{protocol}.safetensors"
+        path.write_bytes(pickle.dumps(_Exploit(), protocol=protocol))
+        assert_refused(path)
+    torch.save({"x": _Exploit()}, tmp_path / "ckpt.safetensors")
+    assert_refused(tmp_path / "ckpt.safetensors", "pickle")
+    assert not marker.exists()
+    pickle.loads((tmp_path / "model2.safetensors").read_bytes())  # the payload is real: it does fire
+    assert marker.exists()
+
+
+def test_directory_missing_and_escaping_names(tmp_path, good_file):
+    (tmp_path / "models").mkdir()
+    models = tmp_path / "models"
+    (models / "dir.safetensors").mkdir()
+    assert_refused(models / "dir.safetensors", "directory")
+    assert_refused(models / "missing.safetensors", "no transport")
+    outside = tmp_path / "outside.safetensors"
+    outside.write_bytes(good_file.read_bytes())
+    (models / "link.safetensors").symlink_to(outside)
+    (models / "sub").mkdir()
+    (models / "sub" / "ok.safetensors").write_bytes(good_file.read_bytes())
+    assert resolve_in_folder(models, "sub/ok.safetensors") == (models / "sub" / "ok.safetensors").resolve()
+    assert resolve_in_folder(models, "new.safetensors").parent == models.resolve()
+    for name in ["../outside.safetensors", str(outside), "link.safetensors", "sub/../../outside.safetensors",
+                 "sub\\..\\..\\x.safetensors", "", "a\0b.safetensors", "dir.safetensors", "C:\\x.safetensors",
+                 "//server/share/x.safetensors", 42]:
+        with pytest.raises(TransportFileError) as info:
+            resolve_in_folder(models, name)
+        assert len(str(info.value)) > 25, name
+    with pytest.raises(TransportFileError, match="separator"):
+        resolve_in_folder(models, "sub/ok.safetensors", allow_subfolders=False)
+    with pytest.raises(TransportFileError, match="no transport"):
+        resolve_in_folder(models, "nope.safetensors", must_exist=True)
+    (models / "inner.safetensors").symlink_to(models / "sub" / "ok.safetensors")  # a link that stays inside
+    assert LatentTransport.load(resolve_in_folder(models, "inner.safetensors")).channels == 2
+    assert os.path.exists(outside)

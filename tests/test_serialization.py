@@ -1,0 +1,124 @@
+"""Transport files: bit-identical round trip, metadata, further accumulation, atomic, no overwrite."""
+import json
+
+import pytest
+import torch
+
+from deepot_core import (LatentTransport, PatchStatistics, TransportFileError, TransportInputError,
+                         read_metadata)
+from deepot_core.constants import FILE_FORMAT_VERSION
+
+from test_statistics import latents
+
+
+def make_transport(seed=0, c=4, p=3):
+    src, tgt = latents(b=2, c=c, seed=seed), latents(b=2, c=c, seed=seed + 1) * 1.3 + 0.2
+    return LatentTransport.fit(src, tgt, patch_size=p, metadata={"vae": "sd15"}), src
+
+
+def test_save_load_apply_bit_identical(tmp_path):
+    tr, x = make_transport()
+    path = tr.save(tmp_path / "t.safetensors")
+    loaded = LatentTransport.load(path)
+    for z in (x, x.half(), x.double()):
+        assert torch.equal(loaded.apply(z, strength=0.7), tr.apply(z, strength=0.7))
+    assert torch.equal(loaded.map.matrix, tr.map.matrix)
+    assert loaded.diagnostics["w2_before"] == tr.diagnostics["w2_before"]
+    assert loaded.report() == tr.report()
+
+
+def test_metadata_round_trip(tmp_path):
+    tr, _ = make_transport()
+    path = tr.save(tmp_path / "t.safetensors", metadata={"note": "ünïcode", "n": [1, 2]})
+    doc = read_metadata(path)
+    assert doc["patch_size"] == 3 and doc["channels"] == 4 and doc["eps"] == tr.eps
+    assert doc["user"] == {"vae": "sd15", "note": "ünïcode", "n": [1, 2]}
+    assert doc["created"] == tr.created and doc["package_version"]
+    assert doc["diagnostics"]["source_count"] == tr.source.count
+    from safetensors import safe_open
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata()["format_version"] == str(FILE_FORMAT_VERSION)
+    loaded = LatentTransport.load(path)
+    assert loaded.metadata == doc["user"] and loaded.created == tr.created
+    with pytest.raises(TransportInputError, match="JSON"):
+        tr.save(tmp_path / "u.safetensors", metadata={"x": object()})
+    with pytest.raises(TransportInputError, match=".safetensors"):
+        tr.save(tmp_path / "u.pt")
+
+
+def test_loaded_transport_keeps_accumulating(tmp_path):
+    tr, x = make_transport()
+    loaded = LatentTransport.load(tr.save(tmp_path / "t.safetensors"))
+    more_src, more_tgt = latents(b=2, c=4, seed=10), latents(b=1, c=4, seed=11) * 1.3
+    src = loaded.source.update(more_src)
+    tgt = loaded.target.merge(PatchStatistics(3).update(more_tgt))
+    refit = LatentTransport.fit(src, tgt)
+    pooled = LatentTransport.fit(
+        PatchStatistics(3).update(x).update(more_src),
+        PatchStatistics(3).update(latents(b=2, c=4, seed=1) * 1.3 + 0.2).update(more_tgt))
+    torch.testing.assert_close(refit.map.matrix, pooled.map.matrix, rtol=1e-9, atol=1e-10)
+    assert refit.source.count == pooled.source.count
+
+
+def test_zero_shot_round_trip(tmp_path):
+    target = PatchStatistics(3).update(latents(b=2, c=4, seed=3))
+    zs = LatentTransport.fit(None, target)
+    loaded = LatentTransport.load(zs.save(tmp_path / "z.safetensors"))
+    assert loaded.zero_shot
+    x = latents(b=1, c=4, seed=4)
+    assert torch.equal(loaded.apply(x), zs.apply(x))
+
+
+def test_never_overwrites_unless_asked(tmp_path):
+    a, _ = make_transport(seed=0)
+    b, _ = make_transport(seed=5)
+    path = a.save(tmp_path / "t.safetensors")
+    before = path.read_bytes()
+    with pytest.raises(TransportFileError, match="already exists"):
+        b.save(path)
+    assert path.read_bytes() == before
+    b.save(path, overwrite=True)
+    assert torch.equal(LatentTransport.load(path).map.matrix, b.map.matrix)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]  # no temporary left behind
+
+
+def test_crash_mid_save_leaves_old_file(tmp_path, monkeypatch):
+    import safetensors.torch as st
+
+    a, _ = make_transport(seed=0)
+    path = a.save(tmp_path / "t.safetensors")
+    before = path.read_bytes()
+    real_save = st.save_file
+
+    def crashing_save(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        with open(filename, "r+b") as f:  # half-written file, then the process "dies"
+            f.truncate(100)
+        raise KeyboardInterrupt("simulated crash mid-save")
+
+    monkeypatch.setattr(st, "save_file", crashing_save)
+    b, _ = make_transport(seed=5)
+    for overwrite in (True, False):
+        target = path if overwrite else tmp_path / "new.safetensors"
+        with pytest.raises(KeyboardInterrupt):
+            b.save(target, overwrite=overwrite)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"]
+    assert torch.equal(LatentTransport.load(path).map.matrix, a.map.matrix)
+
+
+def test_checksum_covers_every_tensor(tmp_path):
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    tr, _ = make_transport()
+    path = tr.save(tmp_path / "t.safetensors")
+    with safe_open(str(path), "pt") as f:
+        header = f.metadata()
+    tensors = load_file(str(path))
+    tensors["map.matrix"][0, 0] += 1e-9  # a quietly edited map
+    save_file(tensors, str(tmp_path / "edited.safetensors"), metadata=header)
+    with pytest.raises(TransportFileError, match="checksum"):
+        LatentTransport.load(tmp_path / "edited.safetensors")
+    doc = json.loads(header["deepot"])
+    assert len(doc["sha256"]) == 64
