@@ -1,0 +1,53 @@
+"""Apply Latent Transport: move every latent patch along the fitted W2 map."""
+from ..deepot_core.constants import STRENGTH_MAX, STRENGTH_MIN
+from ..deepot_core.errors import TransportInputError
+from ..deepot_core.transport import LatentTransport
+from . import comfy_bridge as bridge
+from .common import CATEGORY, TRANSPORT_TYPE
+from .guard import check_mask_not_empty, latent_samples, node_errors, with_samples
+
+DISPLAY_NAME = "Apply Latent Transport"
+
+
+def check_transport(transport, input_name: str = "transport") -> LatentTransport:
+    if not isinstance(transport, LatentTransport):
+        raise TransportInputError(
+            f"'{input_name}' must be a LATENT_TRANSPORT, got {type(transport).__name__}; "
+            "connect Fit Latent Transport or Load Latent Transport.")
+    return transport
+
+
+class ApplyLatentTransport:
+    DESCRIPTION = ("Transports every p×p patch of the latent with the fitted map (strength 1 = full transport, "
+                   "0 = unchanged). VAE Decode the result, and blend it with the restored image in PD Blend.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("LATENT",)
+    OUTPUT_TOOLTIPS = ("The transported latent; every other key of the input LATENT is kept.",)
+    FUNCTION = "apply"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "latent": ("LATENT", {"tooltip": "The restored image, VAE-encoded with the VAE the transport "
+                                                 "was fitted with."}),
+                "transport": (TRANSPORT_TYPE, {"tooltip": "From Fit Latent Transport or Load Latent Transport."}),
+                "strength": ("FLOAT", {"default": 1.0, "min": STRENGTH_MIN, "max": STRENGTH_MAX, "step": 0.05,
+                                       "tooltip": "Position along the transport: 0 unchanged, 1 full, "
+                                                  "above 1 extrapolates, below 0 moves away from natural."}),
+            },
+            "optional": {
+                "mask": ("MASK", {"tooltip": "Where to transport (white = full strength, black = unchanged); "
+                                             "image or latent resolution."}),
+            },
+        }
+
+    @node_errors(DISPLAY_NAME)
+    def apply(self, latent, transport, strength, mask=None):
+        transport = check_transport(transport)
+        samples = latent_samples(latent, "latent")
+        check_mask_not_empty(mask, "mask")
+        device = bridge.torch_device()
+        out = transport.apply(samples.to(device), strength=strength, mask=None if mask is None else mask.to(device),
+                              progress=bridge.Progress().stage())
+        return (with_samples(latent, out.to(bridge.intermediate_device())),)

@@ -1,0 +1,130 @@
+"""Save / Load Latent Transport: ``.safetensors`` files in ComfyUI's ``models/latent_transport`` folder.
+
+Saving never replaces a file unless ``overwrite`` is on: the node stops with a
+message naming the file (no silent auto-numbering, so a workflow's Load node
+and its Save node keep meaning the same file). A note of where the transport
+came from (VAE / checkpoint names and the API prompt, when small) is embedded.
+"""
+import datetime as _dt
+import json
+
+from ..deepot_core.errors import TransportFileError, TransportInputError
+from ..deepot_core.transport import LatentTransport
+from . import comfy_bridge as bridge
+from .apply import check_transport
+from .common import CATEGORY, TRANSPORT_TYPE
+from .guard import node_errors
+
+SAVE_NAME = "Save Latent Transport"
+LOAD_NAME = "Load Latent Transport"
+#: Largest API prompt (JSON characters) embedded whole; larger ones are summarised (file headers stay small).
+MAX_EMBEDDED_PROMPT_CHARS = 100_000
+#: Input names that identify the VAE / model a workflow encoded with.
+SOURCE_INPUTS = ("vae_name", "ckpt_name", "unet_name")
+SUFFIX = ".safetensors"
+
+
+def provenance(prompt, extra_pnginfo) -> dict:
+    """A JSON-safe note of the workflow a transport came from: model files it loaded and the prompt itself."""
+    note = {"saved_by": "ComfyUI-DeepOT", "saved_at": _dt.datetime.now(_dt.timezone.utc).isoformat()}
+    if isinstance(prompt, dict):
+        models = sorted({f"{node.get('class_type')}: {value}" for node in prompt.values() if isinstance(node, dict)
+                         for key, value in (node.get("inputs") or {}).items()
+                         if key in SOURCE_INPUTS and isinstance(value, str)})
+        if models:
+            note["models"] = models
+        text = json.dumps(prompt, default=str)
+        if len(text) <= MAX_EMBEDDED_PROMPT_CHARS:
+            note["prompt"] = json.loads(text)
+        else:
+            note["prompt_nodes"] = sorted({str(n.get("class_type")) for n in prompt.values() if isinstance(n, dict)})
+    if isinstance(extra_pnginfo, dict) and isinstance(extra_pnginfo.get("workflow"), dict):
+        note["workflow_id"] = str(extra_pnginfo["workflow"].get("id", ""))
+    return note
+
+
+def file_name(name: str) -> str:
+    """The widget's name with the ``.safetensors`` suffix added when missing."""
+    name = str(name).strip()
+    if not name or name in (".", SUFFIX):
+        raise TransportInputError("filename is empty; type a name such as 'my_restorer_sd15'.")
+    return name if name.endswith(SUFFIX) else name + SUFFIX
+
+
+class SaveLatentTransport:
+    DESCRIPTION = ("Saves a transport as models/latent_transport/<filename>.safetensors (safe to share: no "
+                   "pickles). An existing file is never replaced unless 'overwrite' is on.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("The path of the saved file.",)
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "transport": (TRANSPORT_TYPE, {"tooltip": "The transport to save (from Fit Latent Transport)."}),
+                "filename": ("STRING", {"default": "latent_transport",
+                                        "tooltip": "File name inside models/latent_transport (subfolders allowed, "
+                                                   "'.safetensors' added)."}),
+                "overwrite": ("BOOLEAN", {"default": False,
+                                          "tooltip": "Replace an existing file of that name. Off: saving to an "
+                                                     "existing name stops with an error."}),
+            },
+            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
+        }
+
+    @node_errors(SAVE_NAME)
+    def save(self, transport, filename, overwrite=False, prompt=None, extra_pnginfo=None):
+        transport = check_transport(transport)
+        path = bridge.save_path(file_name(filename))
+        if path.exists() and not overwrite:
+            raise TransportFileError(
+                f"{path} already exists; turn on 'overwrite' to replace it, or choose another filename.")
+        saved = transport.save(path, metadata={"comfyui": provenance(prompt, extra_pnginfo)}, overwrite=overwrite)
+        return {"ui": {"text": [str(saved)]}, "result": (str(saved),)}
+
+
+class LoadLatentTransport:
+    DESCRIPTION = ("Loads a transport saved by Save Latent Transport from models/latent_transport. The file is "
+                   "checked (format, checksum, shapes) and re-read whenever it changes on disk.")
+    CATEGORY = CATEGORY
+    RETURN_TYPES = (TRANSPORT_TYPE, "STRING")
+    RETURN_NAMES = ("transport", "info")
+    OUTPUT_TOOLTIPS = ("The loaded transport: connect to Apply Latent Transport.",
+                       "Channels, patch size, sample counts and diagnostics of the file.")
+    FUNCTION = "load"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "transport_name": (bridge.list_transport_files(),
+                                   {"tooltip": "A .safetensors file in models/latent_transport "
+                                               "(press R to refresh the list after saving)."}),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, transport_name):
+        return bridge.file_fingerprint(transport_name) or ""
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, transport_name):
+        try:
+            bridge.find_transport(transport_name)
+        except (OSError, ValueError) as exc:
+            return f"{LOAD_NAME}: {exc}"
+        return True
+
+    @node_errors(LOAD_NAME)
+    def load(self, transport_name):
+        path = bridge.find_transport(transport_name)
+        transport = LatentTransport.load(path)
+        lines = [f"file: {path}", transport.report()]
+        note = transport.metadata.get("comfyui") if isinstance(transport.metadata, dict) else None
+        if isinstance(note, dict) and note.get("models"):
+            lines.append("fitted in a workflow using " + ", ".join(map(str, note["models"])))
+        return (transport, "\n".join(lines))
