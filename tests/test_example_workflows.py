@@ -1,0 +1,211 @@
+"""The example workflows match the node definitions, convert to API format and show the full recipe.
+
+No ComfyUI needed: core nodes are described in ``workflow_tools.CORE_NODES``;
+``test_example_workflows_comfyui.py`` runs the API twins in a real ComfyUI.
+"""
+import copy
+from pathlib import Path
+
+import pytest
+
+import node_harness
+import workflow_tools as wt
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
+WORKFLOWS = sorted(EXAMPLES.glob("*.json"))
+#: The examples the docs promise (issue 4 / 6); more may be added.
+REQUIRED = {"deepot_few_shot_calibration", "deepot_zero_shot", "deepot_reuse"}
+#: Thumbnails are shown by the template browser: keep them small.
+MAX_THUMBNAIL_BYTES = 200_000
+#: Loader nodes that need a downloaded model: the examples must run without any of them.
+MODEL_LOADERS = {"CheckpointLoaderSimple", "UpscaleModelLoader", "UNETLoader", "CLIPLoader", "DiffusersLoader"}
+KNOBS = ("patch_size", "eps", "strength", "perception", "detail_sigma")
+
+
+@pytest.fixture(scope="module")
+def definitions():
+    pack = node_harness.load_pack()
+    return {**wt.core_definitions(), **wt.pack_definitions(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)}
+
+
+def example(name: str) -> dict:
+    return wt.load(EXAMPLES / f"{name}.json")
+
+
+def only(workflow: dict, node_type: str) -> dict:
+    found = wt.nodes_of(workflow, node_type)
+    assert len(found) == 1, f"expected one {node_type}, found {len(found)}"
+    return found[0]
+
+
+def test_the_promised_examples_are_there():
+    assert REQUIRED <= {p.stem for p in WORKFLOWS}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_matches_the_node_definitions(path, definitions):
+    assert wt.check_workflow(wt.load(path), definitions) == []
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_has_a_small_thumbnail(path):
+    from PIL import Image
+
+    thumbs = [path.with_suffix(ext) for ext in (".jpg", ".png") if path.with_suffix(ext).is_file()]
+    assert thumbs, f"no {path.stem}.jpg or .png beside {path.name}"
+    assert thumbs[0].stat().st_size < MAX_THUMBNAIL_BYTES
+    with Image.open(thumbs[0]) as image:
+        image.verify()
+        assert min(image.size) >= 128
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_converts_to_a_complete_api_prompt(path, definitions):
+    workflow = wt.load(path)
+    prompt = wt.to_api(workflow, definitions)
+    real_nodes = [n for n in workflow["nodes"] if n["type"] not in wt.VIRTUAL_NODES]
+    assert set(prompt) == {str(n["id"]) for n in real_nodes}
+    for node_id, node in prompt.items():
+        definition = definitions[node["class_type"]]
+        for spec in definition.inputs:
+            if spec.required:
+                assert spec.name in node["inputs"], f"{node_id} {node['class_type']} lacks {spec.name}"
+        for value in node["inputs"].values():
+            if isinstance(value, list):  # a link: [source id, output slot]
+                source = prompt[value[0]]
+                assert value[1] < len(definitions[source["class_type"]].outputs)
+    assert any(definitions[n["class_type"]].output_node for n in prompt.values())
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_runs_with_nothing_but_a_vae(path):
+    workflow = wt.load(path)
+    assert not {n["type"] for n in workflow["nodes"]} & MODEL_LOADERS
+    assert [n["widgets_values"][0] for n in wt.nodes_of(workflow, "VAELoader")] == ["pixel_space"]
+    assert {n["widgets_values"][0] for n in wt.nodes_of(workflow, "LoadImage")} == {"example.png"}
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_workflow_uses_the_residual_decode_recipe(path):
+    """PD Blend gets restored, the decode of Apply's output, and the decode of Apply's own input latent."""
+    workflow = wt.load(path)
+    blend = only(workflow, "DeepOT_PDBlend")
+    inputs = wt.linked_inputs(workflow, blend)
+    assert {"restored", "transported", "reconstructed"} <= set(inputs)
+    transported, reconstructed = inputs["transported"][0], inputs["reconstructed"][0]
+    assert transported["type"] == reconstructed["type"] == "VAEDecode"
+    apply = wt.linked_inputs(workflow, transported)["samples"][0]
+    assert apply["type"] == "DeepOT_ApplyLatentTransport"
+    latent = wt.linked_inputs(workflow, apply)["latent"][0]
+    assert wt.linked_inputs(workflow, reconstructed)["samples"][0] is latent
+    assert latent["type"] == "VAEEncode"
+    assert wt.linked_inputs(workflow, latent)["pixels"][0] is inputs["restored"][0]
+    assert len(wt.nodes_of(workflow, "VAELoader")) == 1  # one VAE encodes and decodes everything
+    assert blend["widgets_values"][1] > 0  # detail_sigma: the detail band is on
+
+
+def test_few_shot_fits_calibration_pairs_and_saves_the_transport():
+    workflow = example("deepot_few_shot_calibration")
+    fit = only(workflow, "DeepOT_FitLatentTransport")
+    inputs = wt.linked_inputs(workflow, fit)
+    natural_path = wt.upstream_types(workflow, inputs["natural"][0])
+    restored_path = wt.upstream_types(workflow, inputs["restored"][0])
+    assert "DeepOT_DegradeImage" in restored_path and "DeepOT_DegradeImage" not in natural_path
+    save = only(workflow, "DeepOT_SaveLatentTransport")
+    assert wt.linked_inputs(workflow, save)["transport"][0] is fit
+    note = only(workflow, "Note")["widgets_values"][0]
+    for knob in KNOBS:
+        assert knob in note, f"the Note does not explain {knob}"
+    assert "restorer" in note.lower() and "VAE" in note
+
+
+def test_zero_shot_fits_without_restored_and_sweeps_perceptions():
+    workflow = example("deepot_zero_shot")
+    fit = only(workflow, "DeepOT_FitLatentTransport")
+    inputs = wt.linked_inputs(workflow, fit)
+    assert "restored" not in inputs
+    assert "DeepOT_HarmoniseColours" in wt.upstream_types(workflow, inputs["natural"][0])
+    blend = only(workflow, "DeepOT_PDBlend")
+    parse = node_harness.load_pack().nodes.blend.parse_perceptions
+    values = parse(blend["widgets_values"][2])
+    assert len(values) >= 3 and values[0] == 0 and max(values) == 1
+
+
+def test_reuse_loads_the_file_the_few_shot_example_saves():
+    saved = only(example("deepot_few_shot_calibration"), "DeepOT_SaveLatentTransport")["widgets_values"][0]
+    reuse = example("deepot_reuse")
+    load = only(reuse, "DeepOT_LoadLatentTransport")
+    assert load["widgets_values"][0] == saved + ".safetensors"
+    assert "deepot_few_shot_calibration" in only(reuse, "Note")["widgets_values"][0]
+    apply = only(reuse, "DeepOT_ApplyLatentTransport")
+    assert wt.linked_inputs(reuse, apply)["transport"][0] is load
+
+
+# ------------------------------------------------- the checker itself can fail
+def _node(workflow, node_type):
+    return wt.nodes_of(workflow, node_type)[0]
+
+
+MUTATIONS = {
+    "patch_size out of range": (lambda w: _node(w, "DeepOT_FitLatentTransport")["widgets_values"].__setitem__(0, 11),
+                                "outside 1..9"),
+    "even patch_size": (lambda w: _node(w, "DeepOT_FitLatentTransport")["widgets_values"].__setitem__(0, 4),
+                        "step 2"),
+    "missing widget value": (lambda w: _node(w, "DeepOT_PDBlend")["widgets_values"].pop(), "widget values"),
+    "bad combo": (lambda w: _node(w, "DeepOT_DegradeImage")["widgets_values"].__setitem__(1, "cubic"),
+                  "not one of"),
+    "model VAE not on a stock install": (lambda w: _node(w, "VAELoader")["widgets_values"].__setitem__(
+        0, "sdxl_vae.safetensors"), "stock install"),
+    "bad seed control": (lambda w: _node(w, "DeepOT_DegradeImage")["widgets_values"].__setitem__(8, "random"),
+                         "control_after_generate"),
+    "unknown node": (lambda w: _node(w, "VAEDecode").__setitem__("type", "VAEDecodeTiledX"), "unknown node type"),
+    "wrong link type": (lambda w: w["links"][0].__setitem__(5, "LATENT"), "typed 'LATENT'"),
+    "null where forbidden": (lambda w: _node(w, "VAEEncode").__setitem__("order", None), "null at nodes/order"),
+    "dangling link": (lambda w: w["links"].pop(), "does not start there"),
+    "renamed input": (lambda w: _node(w, "DeepOT_ApplyLatentTransport")["inputs"][0].__setitem__("name", "latents"),
+                      "does not exist"),
+}
+
+
+@pytest.mark.parametrize("mutation", MUTATIONS, ids=list(MUTATIONS))
+def test_checker_reports_a_broken_workflow(mutation, definitions):
+    workflow = copy.deepcopy(example("deepot_few_shot_calibration"))
+    change, expected = MUTATIONS[mutation]
+    change(workflow)
+    errors = wt.check_workflow(workflow, definitions)
+    assert any(expected in e for e in errors), errors
+    with pytest.raises(ValueError, match="does not match the node definitions"):
+        wt.to_api(workflow, definitions)
+
+
+def test_converter_follows_links_into_widgets_and_skips_muted_and_virtual_nodes():
+    definitions = {
+        **wt.core_definitions(),
+        "IntSource": wt.node_def("IntSource", {"required": {"value": ("INT", {"min": 0, "max": 9})}}, ["INT"]),
+        "Seeded": wt.node_def("Seeded", {"required": {"image": ("IMAGE",), "seed": ("INT", {"min": 0, "max": 9}),
+                                                      "width": ("INT", {"min": 1, "max": 64})}}, ["IMAGE"]),
+    }
+    workflow = {
+        "id": "x", "last_node_id": 5, "last_link_id": 2, "version": 0.4, "groups": [],
+        "nodes": [
+            {"id": 1, "type": "LoadImage", "mode": 0, "inputs": [],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [1]}, {"name": "MASK", "type": "MASK", "links": None}],
+             "widgets_values": ["example.png", "image"]},
+            {"id": 2, "type": "IntSource", "mode": 0, "inputs": [],
+             "outputs": [{"name": "INT", "type": "INT", "links": [2]}], "widgets_values": [7]},
+            {"id": 3, "type": "Seeded", "mode": 0,
+             "inputs": [{"name": "image", "type": "IMAGE", "link": 1},
+                        {"name": "width", "type": "INT", "widget": {"name": "width"}, "link": 2}],
+             "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": None}], "widgets_values": [5, "fixed", 32]},
+            {"id": 4, "type": "Note", "mode": 0, "inputs": [], "outputs": [], "widgets_values": ["hello"]},
+            {"id": 5, "type": "IntSource", "mode": 2, "inputs": [],
+             "outputs": [{"name": "INT", "type": "INT", "links": None}], "widgets_values": [1]},
+        ],
+        "links": [[1, 1, 0, 3, 0, "IMAGE"], [2, 2, 0, 3, 1, "INT"]],
+    }
+    assert wt.check_workflow(workflow, definitions) == []
+    prompt = wt.to_api(workflow, definitions)
+    assert set(prompt) == {"1", "2", "3"}
+    assert prompt["1"]["inputs"] == {"image": "example.png"}
+    assert prompt["3"]["inputs"] == {"image": ["1", 0], "seed": 5, "width": ["2", 0]}
+    assert prompt["3"]["_meta"] == {"title": "Seeded"}
