@@ -237,13 +237,17 @@ def headline_cuda(device, repeats=200):
 
     try:
         rows = []
-        for label, tf32 in (("float32", False), ("TF32", True)):
+        bench_flag = torch.backends.cudnn.benchmark
+        for label, tf32, tuned in (("float32", False, False), ("TF32", True, False),
+                                   ("TF32 + cudnn.benchmark", True, True)):
             torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = tf32
+            torch.backends.cudnn.benchmark = tuned
             ours = event_median(lambda: tr.apply(src))
             unfold = event_median(lambda: apply_unfold_reference(src, a, b, 3))
             rows.append((label, ours, unfold))
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv_tf32, mm_tf32
+        torch.backends.cudnn.benchmark = bench_flag
     latent_bytes = src.numel() * 4
     print(f"| precision | ours ms | unfold form (fp32) ms | speed-up |\n|---|---|---|---|")
     for label, ours, unfold in rows:
@@ -251,6 +255,23 @@ def headline_cuda(device, repeats=200):
     print(f"target: ≤ 0.3 ms incl. borders. Latent is {latent_bytes / 2 ** 20:.0f} MiB; one read + one write "
           f"at the card's bandwidth bounds the time from below.")
     print(f"device: {torch.cuda.get_device_name(device)}")
+    conv_in = F.pad(src, (4, 4, 4, 4), mode="replicate")
+    weight = torch.randn(32, 32, 5, 5, device=device)
+    print("\nThe fused 5×5 convolution alone (the floor under apply), by layout and precision:")
+    print("| layout | precision | ms |\n|---|---|---|")
+    for layout, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+        x, k = conv_in.contiguous(memory_format=fmt), weight.contiguous(memory_format=fmt)
+        for label, tf32 in (("float32", False), ("TF32", True)):
+            torch.backends.cudnn.allow_tf32 = tf32
+            print(f"| {layout} | {label} | {event_median(lambda: F.conv2d(x, k)):.3f} |")
+        torch.backends.cudnn.allow_tf32 = conv_tf32
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(20):
+            tr.apply(src)
+        torch.cuda.synchronize(device)
+    print("\nWhere one apply's time goes (20 calls, float32):")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
 
 
 def main():

@@ -8,10 +8,11 @@ covered by all p² patches and none of them reads padding, so there it *is* one
 
     K[c, c', δ] = (1/p²) Σ_o A[(c, o), (c', o + δ)],   bias[c] = (1/p²) Σ_o b[(c, o)].
 
-We run that convolution on the interior and the explicit form (a conv into patch
-coordinates, then ``fold`` and divide by the overlap count) only on the outer
-2r rows and columns, where the count and the replicate padding differ. Peak
-extra memory is about one latent; large batches go in chunks of frames.
+We run that convolution on the latent replicate-padded by 2r — exact wherever
+all p² covering patches exist — and the explicit form (unfold, matmul, ``fold``,
+divide by the overlap count) only on the outer r rows and columns, where fewer
+patches cover a pixel. Peak extra memory is about two latents (the padded copy
+and the output); large batches go in chunks of frames.
 """
 import functools
 
@@ -95,29 +96,45 @@ def _strip_rows(z: torch.Tensor) -> int:
 
 
 def _apply_chunk(z, matrix, bias, fused_w, fused_b, p, shift=None):
-    """One chunk of frames; ``shift`` (per channel) is subtracted strip by strip, never as a full copy."""
+    """One chunk of frames: the fused convolution on the latent replicate-padded by 2r, then the outer ring.
+
+    Replicate padding by any width reads the clamped pixel, which is exactly what
+    every *existing* patch reads; so on the 2r-padded latent the fused
+    convolution is exact wherever all p² covering patches exist: every pixel at
+    least r from the border. Only that outer ring of r rows and columns, where
+    fewer patches cover a pixel, is recomputed explicitly (on strips 3r wide,
+    which are exact on their outer r). ``shift`` (per channel) is subtracted in
+    place from the padded copy (see ``transport.centred_map``).
+    """
     r = p // 2
     n, c, h, w = z.shape
 
     def centred(part):
         return part if shift is None else part - shift[:, None, None]
 
-    out = torch.empty_like(z)
-    edge = 4 * r  # explicit strips of 4r rows/cols are exact on their outer 2r
-    if r and (h <= edge or w <= edge):
-        return apply_explicit(centred(z), matrix, bias, p)
-    step = _strip_rows(z)
-    for y0 in range(2 * r, h - 2 * r, step):  # interior: the fused (2p−1)² convolution, in row strips
-        y1 = min(y0 + step, h - 2 * r)
-        out[:, :, y0:y1, 2 * r:w - 2 * r] = F.conv2d(centred(z[:, :, y0 - 2 * r:y1 + 2 * r]), fused_w, fused_b)
     if r == 0:
-        return out
+        return F.conv2d(centred(z), fused_w, fused_b)
+    edge = 3 * r
+    if h < edge or w < edge:
+        return apply_explicit(centred(z), matrix, bias, p)
+    padded = F.pad(z, (2 * r, 2 * r, 2 * r, 2 * r), mode="replicate")
+    if shift is not None:
+        padded.sub_(shift[:, None, None])
+    step = _strip_rows(z)
+    if step >= h:
+        out = F.conv2d(padded, fused_w, fused_b)
+    else:  # on the CPU: row strips keep the convolution's temporaries small and cache-warm
+        out = torch.empty_like(z)
+        for y0 in range(0, h, step):
+            y1 = min(y0 + step, h)
+            out[:, :, y0:y1] = F.conv2d(padded[:, :, y0:y1 + 4 * r], fused_w, fused_b)
+    del padded
     rows = apply_explicit(centred(torch.cat([z[:, :, :edge], z[:, :, h - edge:]])), matrix, bias, p)
-    out[:, :, :2 * r] = rows[:n, :, :2 * r]
-    out[:, :, h - 2 * r:] = rows[n:, :, 2 * r:]
+    out[:, :, :r] = rows[:n, :, :r]
+    out[:, :, h - r:] = rows[n:, :, edge - r:]
     cols = apply_explicit(centred(torch.cat([z[..., :edge], z[..., w - edge:]])), matrix, bias, p)
-    out[..., :2 * r] = cols[:n, ..., :2 * r]
-    out[..., w - 2 * r:] = cols[n:, ..., 2 * r:]
+    out[..., :r] = cols[:n, ..., :r]
+    out[..., w - r:] = cols[n:, ..., edge - r:]
     return out
 
 
