@@ -1,0 +1,69 @@
+"""``apply``: a folder of restored images → a folder out at one perception (recursive, resumable)."""
+from pathlib import Path
+
+from ..constants import DEFAULT_DETAIL_SIGMA
+from .common import CliError, ProgressBar, add_space_option, space_for
+
+HELP = "apply a transport to a folder of restored images"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("apply", help=HELP, description=HELP + ". Outputs are PNG files at the same "
+                       "relative paths; files already written are skipped unless --overwrite.")
+    p.add_argument("--transport", type=Path, required=True, help="a .safetensors transport file")
+    p.add_argument("--in", dest="input", type=Path, required=True, help="folder of restored images")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--perception", type=float, default=0.5,
+                   help="0 = the restored image, 1 = full transport (−1..2)")
+    p.add_argument("--detail-sigma", type=float, default=DEFAULT_DETAIL_SIGMA,
+                   help="Gaussian σ (px) of the detail band added by the residual decode; 0 = whole residual")
+    p.add_argument("--plain", action="store_true",
+                   help="the paper's plain blend of the decoded transport (no residual decode / detail band)")
+    add_space_option(p, "Default: the space recorded in the transport file (pixel needs no weights).")
+    p.add_argument("--recursive", action="store_true", help="also process subfolders (mirrored in --out)")
+    p.add_argument("--overwrite", action="store_true", help="redo files that already exist in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def _space_for_transport(spec, transport):
+    """The --vae space, or the one recorded in the file; refuses a mismatch."""
+    from ..pipeline import PIXEL_SPACE, SPACE_KEY, check_space
+
+    recorded = transport.metadata.get(SPACE_KEY)
+    if spec is None:
+        if recorded is None or recorded == PIXEL_SPACE:
+            spec = PIXEL_SPACE
+        elif recorded.startswith("comfy:"):
+            spec = recorded
+        else:
+            raise CliError(f"this transport was fitted in the {recorded!r} space; pass --vae with its weights "
+                           "(e.g. --vae path/to/taesd_folder).")
+    space, name = space_for(spec)
+    check_space(transport, space, name)
+    return space, name
+
+
+def run(args) -> int:
+    from ..imageio import list_images, load_image, save_image
+    from ..pipeline import FULL_RECIPE, PAPER_RECIPE, Recipe, blend, transport_image
+    from ..serialization import load_transport
+
+    transport = load_transport(args.transport)
+    space, _ = _space_for_transport(args.vae, transport)
+    recipe = PAPER_RECIPE if args.plain else Recipe("cli", FULL_RECIPE.harmonise, True, args.detail_sigma)
+    inputs = list_images(args.input, args.recursive)
+    if not inputs:
+        raise CliError(f"no images in {args.input}{'' if args.recursive else ' (add --recursive for subfolders)'}.")
+    if args.out.resolve() == args.input.resolve():
+        raise CliError("--out must differ from --in (inputs are never overwritten).")
+    jobs = [(p, args.out / p.relative_to(args.input).with_suffix(".png")) for p in inputs]
+    todo = [(src, dst) for src, dst in jobs if args.overwrite or not dst.exists()]
+    bar = ProgressBar("applying", enabled=not args.quiet)
+    for i, (src, dst) in enumerate(todo):
+        restored = load_image(src)
+        moved, recon = transport_image(space, transport, restored)
+        save_image(blend(restored, moved, recon, args.perception, recipe), dst)
+        bar(i + 1, len(todo))
+    print(f"{len(todo)} written, {len(jobs) - len(todo)} already done, in {args.out}")
+    return 0
