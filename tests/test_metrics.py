@@ -182,7 +182,9 @@ def test_niqe_blur_is_worse(shared_data):
 
 def test_niqe_errors(tmp_path, shared_data):
     params = shared_data / "metrics" / "niqe_pris_params.npz"
-    with pytest.raises(ValueError, match="at least 96"):
+    with pytest.raises(ValueError, match="at least two 96"):
         niqe(torch.rand(1, 80, 200, 3), params)
+    with pytest.raises(ValueError, match="at least two 96"):  # one block: no feature covariance
+        niqe(torch.rand(1, 128, 128, 3), params)
     with pytest.raises(ValueError, match="not found"):
         niqe(torch.rand(1, 96, 96, 3), tmp_path / "none.npz")

@@ -48,8 +48,8 @@ def test_space_shapes_crop_and_batching(tmp_path):
     assert space.downscale == 8 and space.latent_channels == 4
     images = torch.rand(3, 37, 45, 3)
     z = space.encode(images)
-    assert z.shape == (3, 4, 4, 5)                     # 37x45 cropped to 32x40
-    torch.testing.assert_close(z, space.encode(images[:, :32, :40]))
+    assert z.shape == (3, 4, 4, 5)                     # 37x45 centre-cropped to 32x40
+    torch.testing.assert_close(z, space.encode(images[:, 2:34, 2:42]))  # the centre crop, as ComfyUI
     torch.testing.assert_close(z[1:2], TAESDSpace(space.model, batch_size=1).encode(images[1:2]))
     out = space.decode(z)
     assert out.shape == (3, 32, 40, 3) and out.min() >= 0 and out.max() <= 1

@@ -269,9 +269,9 @@ def _check_images(images: torch.Tensor) -> None:
 class TAESDSpace:
     """A TAESD latent space with the interface shared by all latent spaces of this pack.
 
-    ``encode``: IMAGE [B,H,W,3] in 0..1 -> latents [B,C,H//8,W//8]. H and W are cropped
-    down to multiples of 8 by dropping the last rows/columns (bottom/right edge), so pixel
-    (y, x) keeps its coordinates. ``decode``: latents -> IMAGE [B,8h,8w,3] clamped to 0..1.
+    ``encode``: IMAGE [B,H,W,3] in 0..1 -> latents [B,C,H//8,W//8]. H and W are
+    centre-cropped down to multiples of 8, as ComfyUI's VAE Encode does, so the decoded image
+    lines up with a centre crop of the input (what ``pd_blend`` does with mismatched sizes). ``decode``: latents -> IMAGE [B,8h,8w,3] clamped to 0..1.
     Both run in batches of ``batch_size`` under ``torch.inference_mode`` and return float32
     tensors on the device of their input.
     """
@@ -311,11 +311,13 @@ class TAESDSpace:
         if h == 0 or w == 0:
             raise ValueError(f"images must be at least {DOWNSCALE}x{DOWNSCALE} pixels, "
                              f"got {images.shape[1]}x{images.shape[2]}")
+        # centre crop, as ComfyUI's VAE Encode does, so pd_blend's centre crop lines the images up
+        top, left = (images.shape[1] - h) // 2, (images.shape[2] - w) // 2
         p = self._param()
         out = []
         with torch.inference_mode():
             for i in range(0, images.shape[0], self.batch_size):
-                x = images[i:i + self.batch_size, :h, :w, :].permute(0, 3, 1, 2)
+                x = images[i:i + self.batch_size, top:top + h, left:left + w, :].permute(0, 3, 1, 2)
                 z = self.model.encoder(x.to(device=p.device, dtype=p.dtype))
                 out.append(z.to(device=images.device, dtype=torch.float32))
         return torch.cat(out, dim=0)

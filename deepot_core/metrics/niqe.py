@@ -97,8 +97,10 @@ def niqe_y(y255: torch.Tensor, params_path: Union[str, Path], block_size: int = 
     mu_p, cov_p, window = _load_params(str(params_path))
     h, w = y255.shape
     nh, nw = h // block_size, w // block_size
-    if nh == 0 or nw == 0:
-        raise ValueError(f"NIQE needs images of at least {block_size}x{block_size} pixels, got {h}x{w}")
+    if nh * nw < 2:  # the feature covariance needs two blocks at least
+        raise ValueError(
+            f"NIQE needs at least two {block_size}×{block_size} blocks (e.g. {2 * block_size}×{block_size} "
+            f"pixels), got a {h}×{w} image; measure larger crops.")
     img = y255[: nh * block_size, : nw * block_size].double()
     win = torch.from_numpy(window)
     feats = []
