@@ -112,8 +112,9 @@ def _apply_chunk(z, matrix, bias, fused_w, fused_b, p, shift=None):
     def centred(part):
         return part if shift is None else part - shift[:, None, None]
 
-    if r == 0:
-        return F.conv2d(centred(z), fused_w, fused_b)
+    if r == 0:  # a per-pixel map: one batched matmul (a 1×1 convolution is many times slower on the CPU)
+        x = centred(z).reshape(n, c, h * w)
+        return torch.baddbmm(fused_b[None, :, None].expand(n, -1, h * w), matrix.expand(n, -1, -1), x).view(n, c, h, w)
     edge = 3 * r
     if h < edge or w < edge:
         return apply_explicit(centred(z), matrix, bias, p)

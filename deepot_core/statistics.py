@@ -154,7 +154,9 @@ class PatchStatistics:
         for i in range(n_frames):
             frame, shift, bad = _shifted_frame(frames[i:i + 1], compute_dtype, p)
             for y0, y1 in strips:
-                x = F.unfold(frame[:, :, y0:y1 + 2 * r], p)[0]  # [D, L], centres at rows y0+r .. y1+r-1
+                block = frame[0, :, y0:y1 + 2 * r]
+                # [D, L], centres at rows y0+r .. y1+r-1 (at p = 1 the pixels themselves: a view, no copy)
+                x = block.reshape(c, -1) if p == 1 else F.unfold(block[None], p)[0]
                 wt = None if weights is None else weights[i, 0, y0 + r:y1 + r, r:w - r].reshape(-1).to(compute_dtype)
                 if bad is not None:
                     bad_here = bad[y0:y1].reshape(-1)
