@@ -13,7 +13,6 @@ per-pixel map. Not a test: numbers depend on the machine.
 import argparse
 import math
 import os
-import resource
 import statistics as stats_mod
 import subprocess
 import sys
@@ -257,7 +256,7 @@ def headline_cuda(device, repeats=200):
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = conv_tf32, mm_tf32
         torch.backends.cudnn.benchmark = bench_flag
     latent_bytes = src.numel() * 4
-    print(f"| precision | ours ms | unfold form (fp32) ms | speed-up |\n|---|---|---|---|")
+    print("| precision | ours ms | unfold form (fp32) ms | speed-up |\n|---|---|---|---|")
     for label, ours, unfold in rows:
         print(f"| {label} | {ours:.3f} | {unfold:.3f} | {unfold / ours:.1f}× |")
     print(f"target: ≤ 0.3 ms incl. borders. Latent is {latent_bytes / 2 ** 20:.0f} MiB; one read + one write "

@@ -33,6 +33,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deepot_core import pipeline as P  # noqa: E402
+from deepot_core import experiments as E  # noqa: E402
+from deepot_core import spaces as S  # noqa: E402
 from deepot_core.imageio import list_images, load_image  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -67,8 +69,8 @@ class Restorer:
     def __call__(self, degraded: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         from benchmarks.restorers import denoise_ffdnet, super_resolve_carn
         if self.task == "denoise50":
-            return [denoise_ffdnet(self.model, d, P.TASK_NOISE_SIGMA) for d in degraded]
-        return [super_resolve_carn(self.model, d, P.TASK_SR_SCALE) for d in degraded]
+            return [denoise_ffdnet(self.model, d, E.TASK_NOISE_SIGMA) for d in degraded]
+        return [super_resolve_carn(self.model, d, E.TASK_SR_SCALE) for d in degraded]
 
 
 def load_set(folder: Path, start: int, count: int, crop: int) -> List[torch.Tensor]:
@@ -76,7 +78,7 @@ def load_set(folder: Path, start: int, count: int, crop: int) -> List[torch.Tens
     paths = list_images(folder)[start:start + count]
     if len(paths) < count:
         raise SystemExit(f"{folder} holds too few images for {start}+{count}; lower --n-fit/--n-test.")
-    return [P.centre_crop_square(load_image(p), crop) for p in paths]
+    return [E.centre_crop_square(load_image(p), crop) for p in paths]
 
 
 def _ratio(value, base):
@@ -99,7 +101,7 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
     natural = fit_clean if protocol == "calibration" else other
     def measure(images, perception=0.0):
         with_ssim = ssim is True or (ssim == "ends" and perception in (0.0, 1.0))
-        return P.evaluate(images, test_clean, niqe_params, with_ssim=with_ssim)
+        return E.evaluate(images, test_clean, niqe_params, with_ssim=with_ssim)
 
     mmse = measure(test_restored)
     rows = []
@@ -128,12 +130,12 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
     return rows
 
 
-def run_benchmark(data: Path = DEFAULT_DATA, tasks=P.TASKS, protocols=PROTOCOLS, n_fit: int = 12,
+def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS, n_fit: int = 12,
                   n_test: int = 12, crop: int = 256, perceptions=PERCEPTIONS, recipes=None,
                   niqe: bool = True, sigma_probe=SIGMA_PROBE, log=print, ssim: bool = True) -> Dict:
     """Every (task, protocol, recipe, perception) row; see the module docstring."""
     recipes = recipes or [P.PAPER_RECIPE, P.FULL_RECIPE]
-    space, space_name = P.resolve_space(str(data / "taesd"))
+    space, space_name = S.resolve_space(str(data / "taesd"))
     niqe_params = data / "metrics" / "niqe_pris_params.npz" if niqe else None
     fit_clean = load_set(data / "images" / "cbsd68", 0, n_fit, crop)
     test_clean = load_set(data / "images" / "cbsd68", n_fit, n_test, crop)
@@ -146,8 +148,8 @@ def run_benchmark(data: Path = DEFAULT_DATA, tasks=P.TASKS, protocols=PROTOCOLS,
     for task in tasks:
         log(f"{task}: {RESTORER_NAMES[task]}")
         restore = Restorer(task, data)
-        fit_restored = restore(P.degrade(fit_clean, task, seed=1))
-        test_restored = restore(P.degrade(test_clean, task, seed=2))
+        fit_restored = restore(E.degrade(fit_clean, task, seed=1))
+        test_restored = restore(E.degrade(test_clean, task, seed=2))
         results["tasks"][task] = {}
         for protocol in protocols:
             rows = run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, test_restored,
@@ -261,7 +263,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the development data folder")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out")
-    parser.add_argument("--tasks", nargs="+", default=list(P.TASKS), choices=P.TASKS)
+    parser.add_argument("--tasks", nargs="+", default=list(E.TASKS), choices=E.TASKS)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--n-fit", type=int, default=12)
     parser.add_argument("--n-test", type=int, default=12)

@@ -15,14 +15,9 @@ before they are encoded. Two named recipes:
 
 Images are IMAGE tensors [1,H,W,3] (lists of them where sizes differ). A latent
 space is anything with ``encode``/``decode``/``latent_channels``/``downscale``
-(``PixelSpace``, ``TAESDSpace``, ``ComfyVAESpace``); ``resolve_space`` builds one
-from a command-line string and names it, so transport files record their space.
+(see ``spaces``); the standard tasks and metrics live in ``experiments``.
 """
-import math
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -32,24 +27,14 @@ from .blend import pd_blend
 from .colour import colour_gap, harmonise_colours
 from .constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_PATCH_SIZE
 from .errors import TransportInputError
+from .spaces import PIXEL_SPACE, SPACE_KEY
 from .statistics import PatchStatistics
 from .transport import LatentTransport
 
 Progress = Optional[Callable[[int, int], None]]
 
-#: Name recorded for DOT's VAE-free space (3·p² pixel patches).
-PIXEL_SPACE = "pixel"
-#: Metadata key of the space a transport was fitted in (also read by ``check_space``).
-SPACE_KEY = "space"
 #: Perceptions every sweep reports unless told otherwise.
 DEFAULT_PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
-#: Noise σ (0–255 scale) and SR factor of the two standard tasks.
-TASK_NOISE_SIGMA = 50.0
-TASK_SR_SCALE = 4
-TASKS = ("denoise50", "sr4")
-#: Laplacian-pyramid levels (fewer for small images) and patch size of the SWD metric (ProGAN's 7×7).
-SWD_LEVELS = 4
-SWD_PATCH = 7
 
 
 @dataclass(frozen=True)
@@ -69,103 +54,6 @@ PAIRED_RECIPE = Recipe("full", harmonise=False, residual=True, detail_sigma=DEFA
 def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA) -> Recipe:
     """The full recipe for calibration pairs (no harmonising) or for unpaired natural photos."""
     return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma)
-
-
-# ---------------------------------------------------------------------------- spaces
-class ComfyVAESpace:
-    """ComfyUI's own VAE (``comfy.sd.VAE``) behind the latent-space interface; best effort."""
-
-    def __init__(self, vae, name: str):
-        self.vae = vae
-        self.name = name
-        self.downscale = int(getattr(vae, "downscale_ratio", 8)) if isinstance(
-            getattr(vae, "downscale_ratio", 8), int) else 8
-        self.latent_channels = int(getattr(vae, "latent_channels", 4))
-
-    def encode(self, images: torch.Tensor) -> torch.Tensor:
-        latents = self.vae.encode(images[..., :3])
-        self.latent_channels = int(latents.shape[1])
-        return latents.float().cpu()
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        images = self.vae.decode(latents)
-        if images.ndim == 5:  # video VAEs decode to [B,T,H,W,C]
-            images = images.reshape(-1, *images.shape[-3:])
-        return images.float().cpu().clamp(0, 1)
-
-
-def load_comfy_vae(name: str) -> ComfyVAESpace:
-    """Load VAE ``name`` through a ComfyUI checkout at $COMFYUI_PATH (its models/vae folder or a file path)."""
-    root = os.environ.get("COMFYUI_PATH")
-    if not root or not Path(root, "comfy").is_dir():
-        raise TransportInputError(
-            "--vae comfy:NAME needs COMFYUI_PATH set to a ComfyUI checkout (the folder holding comfy/).")
-    if root not in sys.path:
-        sys.path.insert(0, root)
-    try:
-        import comfy.sd
-        import comfy.utils
-        import folder_paths
-        path = Path(name) if Path(name).is_file() else folder_paths.get_full_path("vae", name)
-        if path is None:
-            raise FileNotFoundError(f"no VAE named {name!r} in ComfyUI's models/vae "
-                                    f"(found: {folder_paths.get_filename_list('vae')})")
-        vae = comfy.sd.VAE(sd=comfy.utils.load_torch_file(str(path)))
-    except TransportInputError:
-        raise
-    except Exception as exc:  # ComfyUI internals vary between versions: report, do not crash
-        raise TransportInputError(f"could not load ComfyUI VAE {name!r}: {exc.__class__.__name__}: {exc}") from None
-    return ComfyVAESpace(vae, name)
-
-
-def resolve_space(spec: Optional[str]) -> Tuple[object, str]:
-    """A latent space and its name from a command-line value.
-
-    ``None``/"pixel" → the pixel space; "comfy:NAME" → ComfyUI's VAE loader;
-    a folder → the one TAESD pair in it (or "FOLDER:NAME" / an encoder file to pick one).
-    """
-    from .autoencoders import PixelSpace, TAESDSpace, find_taesd_pair
-
-    if spec is None or spec == PIXEL_SPACE:
-        return PixelSpace(), PIXEL_SPACE
-    if spec.startswith("comfy:"):
-        name = spec[len("comfy:"):]
-        return load_comfy_vae(name), f"comfy:{Path(name).name}"
-    path, name = Path(spec), None
-    if not path.exists() and ":" in spec:
-        folder, name = spec.rsplit(":", 1)
-        path = Path(folder)
-    if path.is_file():
-        stem = path.name.split(".")[0]
-        for part in ("_encoder", "_decoder"):
-            if stem.endswith(part):
-                name, path = stem[: -len(part)], path.parent
-                break
-        else:
-            raise TransportInputError(f"{spec}: give a folder of TAESD weights or a <name>_encoder.* file.")
-    if not path.is_dir():
-        raise TransportInputError(f"--vae {spec}: no such folder or file (give a TAESD folder, "
-                                  "a <name>_encoder.* file, 'pixel' or comfy:NAME).")
-    try:
-        encoder, decoder = find_taesd_pair(path, name)
-        space = TAESDSpace.from_files(encoder, decoder)
-    except (ValueError, OSError) as exc:
-        raise TransportInputError(f"--vae {spec}: {exc}") from None
-    return space, f"taesd:{encoder.name.rsplit('_encoder', 1)[0]}"
-
-
-def check_space(transport: LatentTransport, space, space_name: str) -> None:
-    """Refuse a transport fitted in another space (recorded name or channel count)."""
-    recorded = transport.metadata.get(SPACE_KEY)
-    if recorded is not None and recorded != space_name:
-        raise TransportInputError(
-            f"this transport was fitted in the {recorded!r} space but {space_name!r} was chosen; "
-            f"pass the matching --vae (or fit a new transport in {space_name!r}).")
-    channels = getattr(space, "latent_channels", None)
-    if channels is not None and channels != transport.channels:
-        raise TransportInputError(
-            f"this transport fits {transport.channels}-channel latents but the {space_name!r} space makes "
-            f"{channels}-channel latents; use the VAE it was fitted with.")
 
 
 # ---------------------------------------------------------------------------- encode / decode
@@ -266,87 +154,3 @@ def sweep(space, transport: LatentTransport, restored: Sequence[torch.Tensor],
         if progress is not None:
             progress(i + 1, len(restored))
     return out
-
-
-# ---------------------------------------------------------------------------- tasks
-def degrade(images: Sequence[torch.Tensor], task: str, seed: int = 0) -> List[torch.Tensor]:
-    """Degraded copies for a standard task (``degrade_images``, one seed per image):
-    "denoise50" (Gaussian noise σ = 50/255, clipped like a saved photo) or "sr4"
-    (antialiased bicubic ×1/4; sizes must be multiples of 4)."""
-    from .degrade import degrade_images
-
-    if task not in TASKS:
-        raise TransportInputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-    out = []
-    for k, image in enumerate(images):
-        if task == "denoise50":
-            out.append(degrade_images(image, noise_sigma=TASK_NOISE_SIGMA, seed=seed * 100003 + k))
-            continue
-        h, w = image.shape[1:3]
-        if h % TASK_SR_SCALE or w % TASK_SR_SCALE:
-            raise TransportInputError(f"×{TASK_SR_SCALE} SR needs sizes that are multiples of "
-                                      f"{TASK_SR_SCALE}; got {h}×{w} (crop first).")
-        out.append(degrade_images(image, scale=TASK_SR_SCALE, filter="bicubic"))
-    return out
-
-
-def restore_classical(degraded: Sequence[torch.Tensor], task: str) -> List[torch.Tensor]:
-    """The weight-free MMSE-style restorer of each task (Wiener denoiser, bicubic upsampling)."""
-    from .restorers import bicubic_upscale, wiener_denoise
-
-    if task == "denoise50":
-        return [wiener_denoise(d, TASK_NOISE_SIGMA) for d in degraded]
-    if task == "sr4":
-        return [bicubic_upscale(d, TASK_SR_SCALE) for d in degraded]
-    raise TransportInputError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}.")
-
-
-def centre_crop_square(image: torch.Tensor, size: int, multiple: int = 8) -> torch.Tensor:
-    """Centre crop [1,H,W,C] to size×size (or the largest multiple of ``multiple`` that fits)."""
-    h, w = image.shape[1:3]
-    s = min(size, h, w) // multiple * multiple
-    if s <= 0:
-        raise TransportInputError(f"image of {h}×{w} is smaller than {multiple} pixels.")
-    top, left = (h - s) // 2, (w - s) // 2
-    return image[:, top:top + s, left:left + s]
-
-
-# ---------------------------------------------------------------------------- metrics
-def evaluate(outputs: Sequence[torch.Tensor], clean: Sequence[torch.Tensor],
-             niqe_params: Optional[Path] = None, seed: int = 0, with_ssim: bool = True) -> Dict[str, object]:
-    """Fidelity (mean PSNR, SSIM) and distribution distances (pyramid-patch SWD, patch Fréchet) to ``clean``.
-
-    ``swd`` is ProGAN's (each set normalised by its own per-band statistics: texture
-    *shape*); ``swd_joint`` normalises both sets together, so lost detail energy counts.
-    NIQE (lower is better) is added when the pristine-model parameters are given.
-    """
-    from .metrics import niqe, patch_frechet_distance, psnr, sliced_wasserstein_patches, ssim
-
-    outputs, clean = [o[..., :3].float() for o in outputs], [c[..., :3].float() for c in clean]
-    if len(outputs) != len(clean):
-        raise TransportInputError(f"{len(outputs)} outputs but {len(clean)} clean images.")
-    pairs = [(o, c) for o, c in zip(outputs, clean)]
-    for o, c in pairs:
-        if o.shape != c.shape:
-            raise TransportInputError(f"output {tuple(o.shape)} and clean {tuple(c.shape)} differ in size.")
-    smallest = min(min(o.shape[1:3]) for o in outputs)
-    levels = max(1, min(SWD_LEVELS, int(math.log2(max(smallest / SWD_PATCH, 1.0)))))
-    swd = sliced_wasserstein_patches(outputs, clean, levels=levels, patch_size=SWD_PATCH, seed=seed)
-    joint = sliced_wasserstein_patches(outputs, clean, levels=levels, patch_size=SWD_PATCH, seed=seed,
-                                       normalize="joint")
-    psnrs = torch.cat([psnr(o, c) for o, c in pairs])
-    result = {"psnr": float(psnrs.double().mean())}
-    if with_ssim:  # the slowest metric; one batched call where sizes agree
-        same = len({o.shape for o in outputs}) == 1
-        ssims = ssim(torch.cat(outputs), torch.cat(clean)) if same else torch.cat([ssim(o, c) for o, c in pairs])
-        result["ssim"] = float(ssims.double().mean())
-    result.update({
-        "swd": float(swd["total"]), "swd_levels": [float(v) for v in swd["levels"]],
-        "swd_lowpass": float(swd["lowpass"]),
-        "swd_joint": float(joint["total"]), "swd_joint_levels": [float(v) for v in joint["levels"]],
-        "swd_joint_lowpass": float(joint["lowpass"]),
-        "patch_fd": float(patch_frechet_distance(outputs, clean, seed=seed)),
-    })
-    if niqe_params is not None:
-        result["niqe"] = float(niqe(outputs, niqe_params).mean())
-    return result

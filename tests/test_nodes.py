@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from node_harness import core, load_pack, node_class, run_node
+from node_harness import load_pack, node_class, run_node
 
 NODE_IDS = {
     "DeepOT_FitLatentTransport": "Fit Latent Transport",

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from deepot_core import pipeline as P
+from deepot_core import experiments as E
+from deepot_core import spaces as S
 from deepot_core.autoencoders import PixelSpace
 from deepot_core.errors import TransportInputError
 from deepot_core.restorers import bicubic_upscale, wiener_denoise
@@ -36,26 +38,26 @@ class PoolSpace:
 
 
 def test_resolve_space_pixel_and_bad_specs(tmp_path):
-    space, name = P.resolve_space(None)
-    assert isinstance(space, PixelSpace) and name == P.PIXEL_SPACE
+    space, name = S.resolve_space(None)
+    assert isinstance(space, PixelSpace) and name == S.PIXEL_SPACE
     with pytest.raises(TransportInputError, match="no such folder"):
-        P.resolve_space(str(tmp_path / "missing"))
+        S.resolve_space(str(tmp_path / "missing"))
     with pytest.raises(TransportInputError, match="_encoder"):
-        P.resolve_space(str(tmp_path))  # a folder without weights
+        S.resolve_space(str(tmp_path))  # a folder without weights
     with pytest.raises(TransportInputError, match="COMFYUI_PATH"):
         import os
         old = os.environ.pop("COMFYUI_PATH", None)
         try:
-            P.resolve_space("comfy:ae.safetensors")
+            S.resolve_space("comfy:ae.safetensors")
         finally:
             if old is not None:
                 os.environ["COMFYUI_PATH"] = old
 
 
 def test_resolve_taesd_space_is_named(shared_data):
-    space, name = P.resolve_space(str(shared_data / "taesd"))
+    space, name = S.resolve_space(str(shared_data / "taesd"))
     assert name == "taesd:taef2" and space.latent_channels == 32
-    _, by_file = P.resolve_space(str(shared_data / "taesd" / "taef2_encoder.pth"))
+    _, by_file = S.resolve_space(str(shared_data / "taesd" / "taef2_encoder.pth"))
     assert by_file == name
 
 
@@ -87,9 +89,9 @@ def test_fit_records_space_and_recipe():
 def test_check_space_refuses_mismatch():
     natural, restored = [_textured(i) for i in range(2)], [_smooth(i) for i in range(2)]
     t = P.fit_transport(PixelSpace(), natural, restored)
-    P.check_space(t, PixelSpace(), "pixel")
+    S.check_space(t, PixelSpace(), "pixel")
     with pytest.raises(TransportInputError, match="'pixel' space"):
-        P.check_space(t, PixelSpace(), "taesd:taef2")
+        S.check_space(t, PixelSpace(), "taesd:taef2")
 
 
 def test_calibration_transport_restores_texture_in_pixel_space():
@@ -115,14 +117,14 @@ def test_paper_and_full_recipes_differ_only_with_a_lossy_decode():
 
 def test_degrade_tasks():
     images = [_smooth(0, 32, 40)]
-    lr = P.degrade(images, "sr4")
+    lr = E.degrade(images, "sr4")
     assert lr[0].shape == (1, 8, 10, 3)
-    noisy_a, noisy_b = P.degrade(images, "denoise50", seed=3), P.degrade(images, "denoise50", seed=3)
+    noisy_a, noisy_b = E.degrade(images, "denoise50", seed=3), E.degrade(images, "denoise50", seed=3)
     assert torch.equal(noisy_a[0], noisy_b[0]) and not torch.equal(noisy_a[0], images[0])
     with pytest.raises(TransportInputError, match="multiples of 4"):
-        P.degrade([_smooth(0, 30, 40)], "sr4")
+        E.degrade([_smooth(0, 30, 40)], "sr4")
     with pytest.raises(TransportInputError, match="unknown task"):
-        P.degrade(images, "deblur")
+        E.degrade(images, "deblur")
 
 
 def test_restorers_reduce_error():
@@ -131,7 +133,7 @@ def test_restorers_reduce_error():
     mse = lambda a: float(((a - clean) ** 2).mean())  # noqa: E731
     assert mse(wiener_denoise(noisy, 50)) < 0.25 * mse(noisy)
     assert torch.equal(wiener_denoise(clean, 0), clean)
-    up = bicubic_upscale(P.degrade([clean], "sr4")[0], 4)
+    up = bicubic_upscale(E.degrade([clean], "sr4")[0], 4)
     assert up.shape == clean.shape and mse(up) < 0.01
     with pytest.raises(ValueError):
         wiener_denoise(noisy, -1)
@@ -142,11 +144,11 @@ def test_restorers_reduce_error():
 def test_evaluate_orders_closer_sets():
     clean = [_textured(i, 64, 64) for i in range(2)]
     near = [(c + 0.02 * torch.randn_like(c)).clamp(0, 1) for c in clean]
-    far = [P.restore_classical([c], "denoise50")[0] * 0.5 for c in clean]
-    a, b = P.evaluate(near, clean), P.evaluate(far, clean)
+    far = [E.restore_classical([c], "denoise50")[0] * 0.5 for c in clean]
+    a, b = E.evaluate(near, clean), E.evaluate(far, clean)
     assert a["psnr"] > b["psnr"] and a["ssim"] > b["ssim"]
     assert a["swd_joint"] < b["swd_joint"] and a["patch_fd"] < b["patch_fd"]
     assert len(a["swd_levels"]) >= 1 and "niqe" not in a
-    assert "ssim" not in P.evaluate(near, clean, with_ssim=False)
+    assert "ssim" not in E.evaluate(near, clean, with_ssim=False)
     with pytest.raises(TransportInputError):
-        P.evaluate(near[:1], clean)
+        E.evaluate(near[:1], clean)

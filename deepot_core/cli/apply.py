@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def _space_for_transport(spec, transport):
     """The --vae space, or the one recorded in the file; refuses a mismatch."""
-    from ..pipeline import PIXEL_SPACE, SPACE_KEY, check_space
+    from ..spaces import PIXEL_SPACE, SPACE_KEY, check_space
 
     recorded = transport.metadata.get(SPACE_KEY)
     if spec is None:

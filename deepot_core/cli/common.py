@@ -48,5 +48,5 @@ def add_space_option(parser, default_help: str) -> None:
 
 def space_for(spec: Optional[str]):
     """(space, name) for a --vae value; errors become CliError."""
-    from ..pipeline import resolve_space
+    from ..spaces import resolve_space
     return resolve_space(spec)

@@ -105,6 +105,8 @@ def _plot(metrics: Dict, path: Path) -> bool:
 
 def run(args) -> int:
     from .. import pipeline as P
+    from .. import experiments as E
+    from .. import spaces as S
     from ..imageio import save_image
 
     start = time.time()
@@ -113,16 +115,16 @@ def run(args) -> int:
     space, space_name = space_for(args.vae)
     detail = args.detail_sigma
     if detail is None:
-        detail = 0.0 if space_name == P.PIXEL_SPACE else P.DEFAULT_DETAIL_SIGMA
+        detail = 0.0 if space_name == S.PIXEL_SPACE else P.DEFAULT_DETAIL_SIGMA
     recipes = [P.full_recipe(paired=True, detail_sigma=detail), P.PAPER_RECIPE]
     photos = sample_photos()
-    fit_clean = [P.centre_crop_square(photos[n], args.size * FIT_SIZE_FACTOR) for n in FIT_PHOTOS]
-    test_clean = [P.centre_crop_square(photos[n], args.size) for n in TEST_PHOTOS]
+    fit_clean = [E.centre_crop_square(photos[n], args.size * FIT_SIZE_FACTOR) for n in FIT_PHOTOS]
+    test_clean = [E.centre_crop_square(photos[n], args.size) for n in TEST_PHOTOS]
     bar = ProgressBar("restoring", enabled=not args.quiet)
-    fit_degraded, test_degraded = P.degrade(fit_clean, args.task, 1), P.degrade(test_clean, args.task, 2)
+    fit_degraded, test_degraded = E.degrade(fit_clean, args.task, 1), E.degrade(test_clean, args.task, 2)
     fit_restored, test_restored = [], []
     for i, d in enumerate(fit_degraded + test_degraded):
-        (fit_restored if i < len(fit_degraded) else test_restored).extend(P.restore_classical([d], args.task))
+        (fit_restored if i < len(fit_degraded) else test_restored).extend(E.restore_classical([d], args.task))
         bar(i + 1, len(fit_degraded) + len(test_degraded))
     out = args.out
     for name, c, d, r in zip(TEST_PHOTOS, test_clean, test_degraded, test_restored):
@@ -131,8 +133,8 @@ def run(args) -> int:
     metrics = {"config": {"task": args.task, "space": space_name, "patch_size": args.patch_size,
                           "fit_photos": list(FIT_PHOTOS), "test_photos": list(TEST_PHOTOS),
                           "protocol": "calibration pairs", "recipes": [r.__dict__ for r in recipes]},
-               "mmse": P.evaluate(test_restored, test_clean), "recipes": {}}
-    if space_name == P.PIXEL_SPACE and recipes[0].detail_sigma == 0:
+               "mmse": E.evaluate(test_restored, test_clean), "recipes": {}}
+    if space_name == S.PIXEL_SPACE and recipes[0].detail_sigma == 0:
         metrics["config"]["note"] = ("pixel space with calibration pairs: decoding is exact and nothing is "
                                      "harmonised, so the full recipe equals the paper's plain blend")
     outputs = {}
@@ -154,7 +156,7 @@ def run(args) -> int:
             for name, image in zip(TEST_PHOTOS, images):
                 save_image(image, out / "sweep" / recipe.name / f"{name}_p{p:.2f}.png")
             # SSIM is the slowest metric: only at the ends of the curve, to keep the demo fast.
-            metrics["recipes"][recipe.name][f"{p:g}"] = P.evaluate(images, test_clean, with_ssim=p in SSIM_AT)
+            metrics["recipes"][recipe.name][f"{p:g}"] = E.evaluate(images, test_clean, with_ssim=p in SSIM_AT)
             evals(k + 1, len(sweep))
     nearest = torch.nn.functional.interpolate
     rows = []
