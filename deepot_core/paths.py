@@ -15,13 +15,15 @@ FORBIDDEN_CHARACTERS = set('\0<>:"|?*')
 MAX_NAME_LENGTH = 255
 
 
-def resolve_in_folder(folder, name, allow_subfolders: bool = True, must_exist: bool = False) -> Path:
+def resolve_in_folder(folder, name, allow_subfolders: bool = True, must_exist: bool = False,
+                      directory: bool = False) -> Path:
     """The absolute path of ``name`` inside ``folder``, or ``TransportFileError`` saying why not.
 
     ``name`` is relative ("my.safetensors" or, when ``allow_subfolders``, "faces/my.safetensors",
     forward or back slashes). Refused: absolute or drive paths, ``..`` or ``.`` components,
     control characters, symlinks (at any level) that lead outside the folder, and directories.
-    With ``must_exist`` a missing file is refused too.
+    With ``must_exist`` a missing file is refused too. With ``directory`` the name must
+    be a folder instead of a file (for folders of images).
     """
     if not isinstance(name, (str, os.PathLike)):
         raise TransportFileError(f"a transport name must be text, got {type(name).__name__}.")
@@ -46,6 +48,10 @@ def resolve_in_folder(folder, name, allow_subfolders: bool = True, must_exist: b
     if resolved != root and root not in resolved.parents:
         raise TransportFileError(
             f"{text!r} points outside the models folder {root} (a symlink?); move the file into the folder.")
+    if directory:
+        if must_exist and not resolved.is_dir():
+            raise TransportFileError(f"no folder named {text!r} in {root}.")
+        return resolved
     if resolved.is_dir():
         raise TransportFileError(f"{text!r} is a directory, not a transport file.")
     if must_exist and not resolved.is_file():

@@ -9,6 +9,7 @@ from .colour import HarmoniseColours
 from .degrade import DegradeImage
 from .files import LoadLatentTransport, SaveLatentTransport
 from .fit import FitLatentTransport
+from .image_folder import LoadImageFolder
 
 comfy_bridge.register_folder()
 
@@ -20,6 +21,7 @@ NODE_CLASS_MAPPINGS = {
     "DeepOT_LoadLatentTransport": LoadLatentTransport,
     "DeepOT_HarmoniseColours": HarmoniseColours,
     "DeepOT_DegradeImage": DegradeImage,
+    "DeepOT_LoadImageFolder": LoadImageFolder,
 }
 
 NODE_DISPLAY_NAME_MAPPINGS = {
@@ -30,4 +32,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     "DeepOT_LoadLatentTransport": "Load Latent Transport",
     "DeepOT_HarmoniseColours": "Harmonise Colours",
     "DeepOT_DegradeImage": "Degrade Image",
+    "DeepOT_LoadImageFolder": "Load Image Folder",
 }

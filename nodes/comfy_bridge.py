@@ -3,9 +3,10 @@
 Inside ComfyUI the nodes compute on ``comfy.model_management``'s device, report
 to ``comfy.utils.ProgressBar``, honour Cancel and keep transport files in the
 ``latent_transport`` model folder of ``folder_paths`` (so ``extra_model_paths.yaml``
-can add folders). Without ComfyUI (tests, command line) everything runs on the
-CPU and transport files live in ``$DEEPOT_MODELS_DIR`` or
-``~/.cache/deepot/latent_transport``.
+can add folders); photo folders are subfolders of its input directory. Without
+ComfyUI (tests, command line) everything runs on the CPU, transport files live in
+``$DEEPOT_MODELS_DIR`` or ``~/.cache/deepot/latent_transport``, and photo folders
+in ``$DEEPOT_INPUT_DIR`` or the current directory.
 """
 import functools
 import importlib
@@ -26,6 +27,8 @@ EXTENSIONS = {".safetensors"}
 MODELS_DIR_ENV = "DEEPOT_MODELS_DIR"
 #: Transport folder when ComfyUI is absent and the variable is unset.
 FALLBACK_FOLDER = Path.home() / ".cache" / "deepot" / FOLDER_NAME
+#: Environment variable naming the input folder (of image folders) when ComfyUI is absent; else the CWD.
+INPUT_DIR_ENV = "DEEPOT_INPUT_DIR"
 
 
 @functools.lru_cache(maxsize=None)
@@ -150,3 +153,23 @@ def file_fingerprint(name: str) -> Optional[str]:
     except OSError:
         return None
     return f"{stat.st_mtime_ns}:{stat.st_size}:{stat.st_ino}"
+
+
+# ------------------------------------------------------------ input folder
+def input_directory() -> Path:
+    """ComfyUI's input directory (honours --input-directory), else ``$DEEPOT_INPUT_DIR``, else the CWD."""
+    fp = _folder_paths()
+    getter = getattr(fp, "get_input_directory", None) if fp is not None else None
+    if getter is not None:
+        return Path(getter())
+    return Path(os.environ.get(INPUT_DIR_ENV) or os.getcwd()).expanduser()
+
+
+def list_input_subfolders() -> List[str]:
+    """Names of the visible subfolders of the input directory, for the folder combo ([] when it is missing)."""
+    root = input_directory()
+    try:
+        entries = list(root.iterdir())
+    except OSError:
+        return []
+    return sorted(p.name for p in entries if not p.name.startswith(".") and p.is_dir())

@@ -36,6 +36,7 @@ NODE_IDS = {
     "DeepOT_LoadLatentTransport": "Load Latent Transport",
     "DeepOT_HarmoniseColours": "Harmonise Colours",
     "DeepOT_DegradeImage": "Degrade Image",
+    "DeepOT_LoadImageFolder": "Load Image Folder",
 }
 
 

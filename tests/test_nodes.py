@@ -16,6 +16,7 @@ NODE_IDS = {
     "DeepOT_LoadLatentTransport": "Load Latent Transport",
     "DeepOT_HarmoniseColours": "Harmonise Colours",
     "DeepOT_DegradeImage": "Degrade Image",
+    "DeepOT_LoadImageFolder": "Load Image Folder",
 }
 FIT, APPLY, BLEND = "DeepOT_FitLatentTransport", "DeepOT_ApplyLatentTransport", "DeepOT_PDBlend"
 
