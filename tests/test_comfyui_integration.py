@@ -8,6 +8,7 @@ pack), ``models/vae_approx`` (a link to the checkout's TAESD weights) and two
 input photos. Needs ``taesd_encoder.*`` and ``taesd_decoder.*`` in
 ``$COMFYUI_PATH/models/vae_approx`` (stand-in weights are fine).
 """
+import contextlib
 import json
 import os
 import socket
@@ -101,6 +102,13 @@ def comfy(tmp_path_factory):
     (base / "models" / "vae_approx").symlink_to(checkout / "models" / "vae_approx", target_is_directory=True)
     (base / "input").mkdir()
     write_photos(base / "input")
+    with running_comfyui(checkout, base) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def running_comfyui(checkout: Path, base: Path):
+    """ComfyUI headless on CPU on a free loopback port, its base directory ``base``; stopped on exit."""
     port = free_port()
     log = base / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)

@@ -9,10 +9,6 @@ ComfyUI's interpreter (default: this one). Helpers come from
 """
 import os
 import shutil
-import subprocess
-import sys
-import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -55,34 +51,8 @@ def comfy(tmp_path_factory):
     (base / "custom_nodes" / integration.PACK_DIR_NAME).symlink_to(integration.PACK_ROOT, target_is_directory=True)
     (base / "input").mkdir()
     write_example_image(base / "input", checkout)
-    port = integration.free_port()
-    log = base / "comfyui.log"
-    python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory",
-               str(base), "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=checkout, stdout=out, stderr=subprocess.STDOUT)
-    server = integration.Comfy(f"http://127.0.0.1:{port}", log, base)
-    try:
-        deadline = time.time() + integration.START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"ComfyUI exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                server.get("/system_stats")
-                break
-            except (urllib.error.URLError, ConnectionError, OSError):
-                if time.time() > deadline:
-                    pytest.fail(f"ComfyUI did not answer in {integration.START_TIMEOUT} s:\n{log.read_text()[-4000:]}")
-                time.sleep(0.5)
+    with integration.running_comfyui(checkout, base) as server:
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture(scope="module")
