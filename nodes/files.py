@@ -43,6 +43,22 @@ def provenance(prompt, extra_pnginfo) -> dict:
     return note
 
 
+def recorded_space(prompt) -> str:
+    """The latent space a transport saved from this prompt lives in, as the command line names spaces.
+
+    ``comfy:<vae file>`` when the workflow loads exactly one VAE with VAELoader, else
+    ``comfy:workflow``. The CLI refuses to apply a transport in another space, so a
+    transport fitted on, say, ComfyUI's ``pixel_space`` (latents 2x − 1) is never run
+    silently on the CLI's 0..1 pixel space.
+    """
+    names = set()
+    if isinstance(prompt, dict):
+        names = {node["inputs"]["vae_name"] for node in prompt.values()
+                 if isinstance(node, dict) and node.get("class_type") == "VAELoader"
+                 and isinstance((node.get("inputs") or {}).get("vae_name"), str)}
+    return f"comfy:{names.pop()}" if len(names) == 1 else "comfy:workflow"
+
+
 def file_name(name: str) -> str:
     """The widget's name with the ``.safetensors`` suffix added when missing."""
     name = str(name).strip()
@@ -83,7 +99,8 @@ class SaveLatentTransport:
         if path.exists() and not overwrite:
             raise TransportFileError(
                 f"{path} already exists; turn on 'overwrite' to replace it, or choose another filename.")
-        saved = transport.save(path, metadata={"comfyui": provenance(prompt, extra_pnginfo)}, overwrite=overwrite)
+        metadata = {"comfyui": provenance(prompt, extra_pnginfo), "space": recorded_space(prompt)}
+        saved = transport.save(path, metadata=metadata, overwrite=overwrite)
         return {"ui": {"text": [str(saved)]}, "result": (str(saved),)}
 
 

@@ -35,6 +35,22 @@ def test_save_writes_into_the_folder_with_provenance_and_load_reads_it(folder, t
     assert torch.equal(loaded.map.matrix, transport.map.matrix)
     assert loaded.metadata["comfyui"]["prompt"] == PROMPT
     assert "VAELoader: taesd" in info and "patch 3×3" in info
+    assert loaded.metadata["space"] == "comfy:taesd"
+
+
+def test_saved_space_stops_the_command_line_from_misusing_the_file(folder, transport):
+    from deepot_core.spaces import check_space
+    from deepot_core.transport import LatentTransport
+    from deepot_core.autoencoders import PixelSpace
+
+    prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}}}
+    (path,) = run_node(SAVE, transport=transport, filename="pix", prompt=prompt)
+    loaded = LatentTransport.load(path)
+    assert loaded.metadata["space"] == "comfy:pixel_space"  # ComfyUI's pixel space holds 2x − 1, not x
+    with pytest.raises(ValueError, match="fitted in the 'comfy:pixel_space' space"):
+        check_space(loaded, PixelSpace(), "pixel")
+    (unknown,) = run_node(SAVE, transport=transport, filename="nothing_known")
+    assert LatentTransport.load(unknown).metadata["space"] == "comfy:workflow"
 
 
 def test_save_returns_ui_text_like_an_output_node(folder, transport):
