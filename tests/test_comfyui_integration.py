@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from test_nodes import NODE_IDS  # the one table of released node ids and display names
+
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
 pytestmark = pytest.mark.skipif(not COMFYUI_PATH, reason="set COMFYUI_PATH to a ComfyUI checkout to run")
 
@@ -29,16 +31,6 @@ PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "ComfyUI-DeepOT"
 #: Seconds to wait for ComfyUI to start, and for one prompt to finish.
 START_TIMEOUT, PROMPT_TIMEOUT = 240, 300
-NODE_IDS = {
-    "DeepOT_FitLatentTransport": "Fit Latent Transport",
-    "DeepOT_ApplyLatentTransport": "Apply Latent Transport",
-    "DeepOT_PDBlend": "PD Blend",
-    "DeepOT_SaveLatentTransport": "Save Latent Transport",
-    "DeepOT_LoadLatentTransport": "Load Latent Transport",
-    "DeepOT_HarmoniseColours": "Harmonise Colours",
-    "DeepOT_DegradeImage": "Degrade Image",
-    "DeepOT_LoadImageFolder": "Load Image Folder",
-}
 
 
 def free_port() -> int:
