@@ -40,6 +40,25 @@ def node_class(node_id: str):
     return load_pack().NODE_CLASS_MAPPINGS[node_id]
 
 
+def object_info() -> dict:
+    """The pack's nodes as ComfyUI's ``/object_info`` lists them (the frontend builds its nodes from this)."""
+    pack = load_pack()
+    out = {}
+    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
+        inputs = cls.INPUT_TYPES()
+        returns = list(cls.RETURN_TYPES)
+        out[node_id] = {
+            "input": inputs, "input_order": {section: list(spec) for section, spec in inputs.items()},
+            "output": returns, "output_is_list": [False] * len(returns),
+            "output_name": list(getattr(cls, "RETURN_NAMES", returns)),
+            "output_tooltips": list(getattr(cls, "OUTPUT_TOOLTIPS", [None] * len(returns))),
+            "name": node_id, "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[node_id],
+            "description": cls.DESCRIPTION, "category": cls.CATEGORY,
+            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
+        }
+    return out
+
+
 def widget_defaults(cls) -> dict:
     """Default values of the required widget inputs (links have no default)."""
     out = {}

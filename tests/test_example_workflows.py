@@ -24,8 +24,7 @@ KNOBS = ("patch_size", "eps", "strength", "perception", "detail_sigma")
 
 @pytest.fixture(scope="module")
 def definitions():
-    pack = node_harness.load_pack()
-    return {**wt.core_definitions(), **wt.pack_definitions(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)}
+    return {**wt.core_definitions(), **wt.pack_definitions()}
 
 
 def example(name: str) -> dict:

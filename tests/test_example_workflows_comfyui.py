@@ -58,9 +58,7 @@ def comfy(tmp_path_factory):
 @pytest.fixture(scope="module")
 def results(comfy):
     """Every example's API twin, queued once in ORDER: name → (prompt, /history entry)."""
-    pack = node_harness.load_pack()
-    definitions = {**wt.core_definitions(),
-                   **wt.pack_definitions(pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS)}
+    definitions = {**wt.core_definitions(), **wt.pack_definitions()}
     out = {}
     for name in ORDER:
         prompt = wt.to_api(wt.load(EXAMPLES / f"{name}.json"), definitions)

@@ -3,11 +3,15 @@
 ComfyUI is not importable in plain tests, so the core nodes the example
 workflows use are described by ``CORE_NODES``, copied from ComfyUI's
 ``/object_info`` (0.3.64, frontend 1.27.10; tooltips left out). The pack's own
-nodes come from their ``INPUT_TYPES``. The widget rules mirror the frontend:
+nodes come from their ``/object_info`` entries (``node_harness.object_info``), and
+a running ComfyUI's own ``/object_info`` works too (``object_info_definitions``).
+The widget rules mirror the frontend:
 every INT/FLOAT/STRING/BOOLEAN/combo input is a widget in input order (also
 when a link feeds it), an INT with ``control_after_generate`` (or named
 ``seed``/``noise_seed``) stores one more value, and an ``image_upload`` combo
-is followed by the upload button's value.
+is followed by the upload button's value. A workflow saved before an optional
+widget was appended stores fewer values: the frontend gives the new widget its
+default; ``saved_before=True`` accepts such files and ``to_api`` then does the same.
 """
 import json
 import math
@@ -32,7 +36,8 @@ STOCK_COMBO_VALUES = {
 #: Values the frontend adds to the API prompt for widgets it never stores in ``widgets_values``.
 API_ONLY_INPUTS = {"PreviewAny": {"preview": ""}}
 #: Combos listing files in models/latent_transport: any ``.safetensors`` name is acceptable here.
-FILE_COMBOS = {("DeepOT_LoadLatentTransport", "transport_name"): ".safetensors"}
+FILE_COMBOS = {("DeepOT_LoadLatentTransport", "transport_name"): ".safetensors",
+               ("DeepOT_LoadImageFolder", "folder"): ""}  # a subfolder of input/: any name
 
 _METHODS = ["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
 _IMAGE, _VAE, _LATENT = ("IMAGE",), ("VAE",), ("LATENT",)
@@ -121,8 +126,18 @@ def node_def(name: str, input_types: dict, outputs, output_node: bool = False, d
     for section in ("required", "optional"):
         for input_name, spec in (input_types.get(section) or {}).items():
             kind, *rest = spec
-            inputs.append(Input(input_name, kind, dict(rest[0]) if rest else {}, section == "required"))
+            options = dict(rest[0]) if rest else {}
+            if kind == "COMBO":  # the V3 form of a combo: the option list sits in the options
+                kind = list(options.get("options", []))
+            inputs.append(Input(input_name, kind, options, section == "required"))
     return NodeDef(name, inputs, list(outputs), bool(output_node), display_name or name)
+
+
+def object_info_definitions(object_info: dict) -> Dict[str, NodeDef]:
+    """Definitions from ``/object_info`` entries (ComfyUI's own, or ``node_harness.object_info()``)."""
+    return {name: node_def(name, info["input"], info["output"], info.get("output_node", False),
+                           info.get("display_name") or name)
+            for name, info in object_info.items()}
 
 
 def core_definitions() -> Dict[str, NodeDef]:
@@ -130,12 +145,11 @@ def core_definitions() -> Dict[str, NodeDef]:
             for name, spec in CORE_NODES.items()}
 
 
-def pack_definitions(mappings: dict, display_names: Optional[dict] = None) -> Dict[str, NodeDef]:
-    """Definitions of the pack's nodes from its ``NODE_CLASS_MAPPINGS`` (and display names)."""
-    display_names = display_names or {}
-    return {name: node_def(name, cls.INPUT_TYPES(), cls.RETURN_TYPES, getattr(cls, "OUTPUT_NODE", False),
-                           display_names.get(name, name))
-            for name, cls in mappings.items()}
+def pack_definitions() -> Dict[str, NodeDef]:
+    """Definitions of the pack's nodes, from the ``/object_info`` entries their schemas give."""
+    import node_harness
+
+    return object_info_definitions(node_harness.object_info())
 
 
 # ------------------------------------------------------------------ checking
@@ -192,7 +206,7 @@ def _check_value(report: Report, where: str, node_type: str, spec: Input, value)
         report.add(f"{where}: {spec.name}={value!r} is off the widget's step {opts['step']} from {opts.get('min', 0)}")
 
 
-def widget_values(node: dict, definition: NodeDef, report: Report) -> Dict[str, object]:
+def widget_values(node: dict, definition: NodeDef, report: Report, saved_before: bool = False) -> Dict[str, object]:
     """``widgets_values`` of a node, checked and named by input (extra control/upload values dropped)."""
     where = _where(node)
     values = node.get("widgets_values", [])
@@ -201,12 +215,20 @@ def widget_values(node: dict, definition: NodeDef, report: Report) -> Dict[str, 
         return {}
     widgets = [i for i in definition.inputs if i.is_widget]
     expected = sum(i.widget_count for i in widgets)
-    if len(values) != expected:
+    stored, pos = [], 0  # the widgets the saved values cover; an optional tail may be missing
+    for spec in widgets:
+        if pos + spec.widget_count > len(values):
+            break
+        stored.append(spec)
+        pos += spec.widget_count
+    missing = widgets[len(stored):]
+    if pos != len(values) or (missing and not saved_before) or any(
+            spec.required or "default" not in spec.options for spec in missing):
         report.add(f"{where}: {len(values)} widget values but the node has {expected} "
                    f"({', '.join(i.name for i in widgets)})")
         return {}
-    named, pos = {}, 0
-    for spec in widgets:
+    named, pos = {spec.name: spec.options["default"] for spec in missing}, 0
+    for spec in stored:
         named[spec.name] = values[pos]
         _check_value(report, where, definition.name, spec, values[pos])
         if spec.widget_count == 2:
@@ -239,8 +261,11 @@ def _nulls(obj, path=()) -> List[str]:
     return found
 
 
-def check_workflow(workflow: dict, definitions: Dict[str, NodeDef]) -> List[str]:
-    """Every problem found in a UI-format workflow (empty list = fine)."""
+def check_workflow(workflow: dict, definitions: Dict[str, NodeDef], saved_before: bool = False) -> List[str]:
+    """Every problem found in a UI-format workflow (empty list = fine).
+
+    ``saved_before``: the file may predate optional widgets appended since (see the module docstring).
+    """
     report = Report()
     for key in ("id", "last_node_id", "last_link_id", "nodes", "links", "version"):
         if key not in workflow:
@@ -278,7 +303,7 @@ def check_workflow(workflow: dict, definitions: Dict[str, NodeDef]) -> List[str]
         if definition is None:
             report.add(f"{where}: unknown node type {kind!r} (neither core nor this pack)")
             continue
-        widget_values(node, definition, report)
+        widget_values(node, definition, report, saved_before)
         linked = set()
         for slot in node.get("inputs", []):
             spec = definition.input(slot.get("name"))
@@ -292,7 +317,8 @@ def check_workflow(workflow: dict, definitions: Dict[str, NodeDef]) -> List[str]
         for spec in definition.inputs:
             if spec.required and not spec.is_widget and spec.name not in linked:
                 report.add(f"{where}: required input {spec.name!r} is not connected")
-        if len(node.get("outputs", [])) != len(definition.outputs):
+        outputs_saved = len(node.get("outputs", []))
+        if outputs_saved != len(definition.outputs) and not (saved_before and outputs_saved < len(definition.outputs)):
             report.add(f"{where}: {len(node.get('outputs', []))} output sockets, the node has {len(definition.outputs)}")
         for i, (slot, out_type) in enumerate(zip(node.get("outputs", []), definition.outputs)):
             if slot.get("type") != out_type:
@@ -328,14 +354,14 @@ def check_workflow(workflow: dict, definitions: Dict[str, NodeDef]) -> List[str]
 
 
 # ---------------------------------------------------------------- conversion
-def to_api(workflow: dict, definitions: Dict[str, NodeDef]) -> dict:
+def to_api(workflow: dict, definitions: Dict[str, NodeDef], saved_before: bool = False) -> dict:
     """The API-format prompt of a UI workflow, as the frontend's ``graphToPrompt`` builds it.
 
     Virtual nodes and muted/bypassed nodes are left out (a link from a bypassed
     node is not followed here: the examples have none). Raises ``ValueError``
     when the workflow does not pass ``check_workflow``.
     """
-    errors = check_workflow(workflow, definitions)
+    errors = check_workflow(workflow, definitions, saved_before)
     if errors:
         raise ValueError("workflow does not match the node definitions:\n" + "\n".join(errors))
     links = {link[0]: link for link in workflow["links"]}
@@ -345,7 +371,7 @@ def to_api(workflow: dict, definitions: Dict[str, NodeDef]) -> dict:
         if node["type"] in VIRTUAL_NODES or node.get("mode", 0) in SKIPPED_MODES:
             continue
         definition = definitions[node["type"]]
-        inputs = {**widget_values(node, definition, Report()), **API_ONLY_INPUTS.get(node["type"], {})}
+        inputs = {**widget_values(node, definition, Report(), saved_before), **API_ONLY_INPUTS.get(node["type"], {})}
         for slot in node.get("inputs", []):
             link = links.get(slot.get("link"))
             if link is None:
