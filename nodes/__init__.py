@@ -1,11 +1,14 @@
-"""ComfyUI glue over ``deepot_core``: one module per concern, each node a few lines.
+"""ComfyUI glue over ``deepot_core``: one module per concern, each node a V3 ``io.ComfyNode`` of a few lines.
 
-Node ids (the keys below) are stored in users' workflows: never rename them.
+Node ids (each schema's ``node_id``), input names, widget order and output order
+are stored in users' workflows: never rename or reorder them; append new
+optional inputs at the end. ``comfy_entrypoint`` is how ComfyUI finds the nodes.
 """
 from . import comfy_bridge
 from .apply import ApplyLatentTransport
 from .blend import PDBlend
 from .colour import HarmoniseColours
+from .comfy_v3 import ComfyExtension
 from .degrade import DegradeImage
 from .files import LoadLatentTransport, SaveLatentTransport
 from .fit import FitLatentTransport
@@ -13,24 +16,16 @@ from .image_folder import LoadImageFolder
 
 comfy_bridge.register_folder()
 
-NODE_CLASS_MAPPINGS = {
-    "DeepOT_FitLatentTransport": FitLatentTransport,
-    "DeepOT_ApplyLatentTransport": ApplyLatentTransport,
-    "DeepOT_PDBlend": PDBlend,
-    "DeepOT_SaveLatentTransport": SaveLatentTransport,
-    "DeepOT_LoadLatentTransport": LoadLatentTransport,
-    "DeepOT_HarmoniseColours": HarmoniseColours,
-    "DeepOT_DegradeImage": DegradeImage,
-    "DeepOT_LoadImageFolder": LoadImageFolder,
-}
+#: Every node of the pack, in menu order.
+NODES = [FitLatentTransport, ApplyLatentTransport, PDBlend, SaveLatentTransport, LoadLatentTransport,
+         HarmoniseColours, DegradeImage, LoadImageFolder]
 
-NODE_DISPLAY_NAME_MAPPINGS = {
-    "DeepOT_FitLatentTransport": "Fit Latent Transport",
-    "DeepOT_ApplyLatentTransport": "Apply Latent Transport",
-    "DeepOT_PDBlend": "PD Blend",
-    "DeepOT_SaveLatentTransport": "Save Latent Transport",
-    "DeepOT_LoadLatentTransport": "Load Latent Transport",
-    "DeepOT_HarmoniseColours": "Harmonise Colours",
-    "DeepOT_DegradeImage": "Degrade Image",
-    "DeepOT_LoadImageFolder": "Load Image Folder",
-}
+
+class DeepOTExtension(ComfyExtension):
+    async def get_node_list(self):
+        return list(NODES)
+
+
+async def comfy_entrypoint() -> DeepOTExtension:
+    """ComfyUI's V3 loader calls this to learn the pack's nodes."""
+    return DeepOTExtension()

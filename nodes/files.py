@@ -12,7 +12,8 @@ from ..deepot_core.errors import TransportFileError, TransportInputError
 from ..deepot_core.transport import LatentTransport
 from . import comfy_bridge as bridge
 from .apply import check_transport
-from .common import CATEGORY, TRANSPORT_TYPE
+from .comfy_v3 import io, ui
+from .common import CATEGORY, Transport
 from .guard import node_errors
 
 SAVE_NAME = "Save Latent Transport"
@@ -67,81 +68,100 @@ def file_name(name: str) -> str:
     return name if name.endswith(SUFFIX) else name + SUFFIX
 
 
-class SaveLatentTransport:
-    DESCRIPTION = ("Saves a transport as models/latent_transport/<filename>.safetensors (safe to share: no "
-                   "pickles). An existing file is never replaced unless 'overwrite' is on.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = ("STRING",)
-    RETURN_NAMES = ("path",)
-    OUTPUT_TOOLTIPS = ("The path of the saved file.",)
-    FUNCTION = "save"
-    OUTPUT_NODE = True
+def file_space(transport: LatentTransport) -> str:
+    """The latent space the file says it was fitted in (Save and the command line record it)."""
+    metadata = transport.metadata if isinstance(transport.metadata, dict) else {}
+    return str(metadata.get("space") or "not recorded")
+
+
+def file_summary(name: str, transport: LatentTransport) -> str:
+    """What Load shows on the node: the file's channels, patch size, samples and latent space."""
+    d = transport.diagnostics
+    p = d["patch_size"]
+    samples = (f"natural {d['target_count']:.0f} (zero-shot: restored statistics come from each image)"
+               if transport.zero_shot else f"restored {d['source_count']:.0f}, natural {d['target_count']:.0f}")
+    return "\n".join([name, f"space: {file_space(transport)}", f"channels: {d['channels']}",
+                      f"patch: {p}×{p} (D = {d['dim']})", f"samples: {samples}"])
+
+
+class SaveLatentTransport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DeepOT_SaveLatentTransport", display_name=SAVE_NAME, category=CATEGORY,
+            description=("Saves a transport as models/latent_transport/<filename>.safetensors (safe to share: no "
+                         "pickles). An existing file is never replaced unless 'overwrite' is on."),
+            inputs=[
+                Transport.Input("transport", tooltip="The transport to save (from Fit Latent Transport)."),
+                io.String.Input("filename", default="latent_transport",
+                                tooltip="File name inside models/latent_transport (subfolders allowed, "
+                                        "'.safetensors' added)."),
+                io.Boolean.Input("overwrite", default=False, tooltip="Replace an existing file of that name. Off: "
+                                                                     "saving to an existing name stops with an "
+                                                                     "error."),
+            ],
+            outputs=[io.String.Output(display_name="path", tooltip="The path of the saved file.")],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "transport": (TRANSPORT_TYPE, {"tooltip": "The transport to save (from Fit Latent Transport)."}),
-                "filename": ("STRING", {"default": "latent_transport",
-                                        "tooltip": "File name inside models/latent_transport (subfolders allowed, "
-                                                   "'.safetensors' added)."}),
-                "overwrite": ("BOOLEAN", {"default": False,
-                                          "tooltip": "Replace an existing file of that name. Off: saving to an "
-                                                     "existing name stops with an error."}),
-            },
-            "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"},
-        }
-
     @node_errors(SAVE_NAME)
-    def save(self, transport, filename, overwrite=False, prompt=None, extra_pnginfo=None):
+    def execute(cls, transport, filename, overwrite=False):
         transport = check_transport(transport)
         path = bridge.save_path(file_name(filename))
         if path.exists() and not overwrite:
             raise TransportFileError(
                 f"{path} already exists; turn on 'overwrite' to replace it, or choose another filename.")
+        hidden = cls.hidden
+        prompt, extra_pnginfo = (hidden.prompt, hidden.extra_pnginfo) if hidden is not None else (None, None)
         metadata = {"comfyui": provenance(prompt, extra_pnginfo), "space": recorded_space(prompt)}
-        saved = transport.save(path, metadata=metadata, overwrite=overwrite)
-        return {"ui": {"text": [str(saved)]}, "result": (str(saved),)}
+        saved = str(transport.save(path, metadata=metadata, overwrite=overwrite))
+        return io.NodeOutput(saved, ui=ui.PreviewText(saved))
 
 
-class LoadLatentTransport:
-    DESCRIPTION = ("Loads a transport saved by Save Latent Transport from models/latent_transport. The file is "
-                   "checked (format, checksum, shapes) and re-read whenever it changes on disk.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (TRANSPORT_TYPE, "STRING")
-    RETURN_NAMES = ("transport", "info")
-    OUTPUT_TOOLTIPS = ("The loaded transport: connect to Apply Latent Transport.",
-                       "Channels, patch size, sample counts and diagnostics of the file.")
-    FUNCTION = "load"
+class LoadLatentTransport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DeepOT_LoadLatentTransport", display_name=LOAD_NAME, category=CATEGORY,
+            description=("Loads a transport saved by Save Latent Transport from models/latent_transport. The file "
+                         "is checked (format, checksum, shapes) and re-read whenever it changes on disk; its "
+                         "channels, patch size, samples and latent space show on the node."),
+            inputs=[
+                io.Combo.Input("transport_name", options=bridge.list_transport_files(),
+                               tooltip="A .safetensors file in models/latent_transport (press R to refresh the "
+                                       "list after saving)."),
+            ],
+            outputs=[
+                Transport.Output(display_name="transport", tooltip="The loaded transport: connect to Apply Latent "
+                                                                   "Transport."),
+                io.String.Output(display_name="info", tooltip="Channels, patch size, sample counts and "
+                                                             "diagnostics of the file."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "transport_name": (bridge.list_transport_files(),
-                                   {"tooltip": "A .safetensors file in models/latent_transport "
-                                               "(press R to refresh the list after saving)."}),
-            },
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, transport_name):
+    def fingerprint_inputs(cls, transport_name, **_):
         return bridge.file_fingerprint(transport_name) or ""
 
     @classmethod
-    def VALIDATE_INPUTS(cls, transport_name):
+    def validate_inputs(cls, transport_name):
         try:
             bridge.find_transport(transport_name)
         except (OSError, ValueError) as exc:
             return f"{LOAD_NAME}: {exc}"
         return True
 
+    @classmethod
     @node_errors(LOAD_NAME)
-    def load(self, transport_name):
+    def execute(cls, transport_name):
         path = bridge.find_transport(transport_name)
         transport = LatentTransport.load(path)
+        summary = file_summary(transport_name, transport)
         lines = [f"file: {path}", transport.report()]
         note = transport.metadata.get("comfyui") if isinstance(transport.metadata, dict) else None
         if isinstance(note, dict) and note.get("models"):
             lines.append("fitted in a workflow using " + ", ".join(map(str, note["models"])))
-        return (transport, "\n".join(lines))
+        lines.append(f"space: {file_space(transport)}")
+        return io.NodeOutput(transport, "\n".join(lines), ui=ui.PreviewText(summary))

@@ -1,4 +1,4 @@
-"""Fit Latent Transport: patch statistics of natural (and restored) latents → the W2 map."""
+"""Fit Latent Transport: patch statistics of natural (and restored) latents → the W2 map, report on the node."""
 import torch
 
 from ..deepot_core.constants import DEFAULT_EPS, DEFAULT_PATCH_SIZE, MAX_PATCH_SIZE
@@ -6,7 +6,8 @@ from ..deepot_core.errors import TransportInputError
 from ..deepot_core.statistics import PatchStatistics
 from ..deepot_core.transport import LatentTransport
 from . import comfy_bridge as bridge
-from .common import CATEGORY, TRANSPORT_TYPE
+from .comfy_v3 import io, ui
+from .common import CATEGORY, Transport
 from .guard import check_mask_not_empty, latent_samples, node_errors
 
 DISPLAY_NAME = "Fit Latent Transport"
@@ -48,43 +49,46 @@ def _check_previous(previous, patch_size: int) -> None:
             f"set patch_size to {previous.patch_size} to keep accumulating.")
 
 
-class FitLatentTransport:
-    DESCRIPTION = ("Fits the Deep Optimal Transport map: the Gaussian W2 map from the patch statistics of the "
-                   "restored latents to those of natural photos. Without 'restored' the transport is zero-shot "
-                   "(each image's own statistics are used at apply time). Connect 'previous' to keep "
-                   "accumulating statistics over several runs.")
-    CATEGORY = CATEGORY
-    RETURN_TYPES = (TRANSPORT_TYPE, "STRING")
-    RETURN_NAMES = ("transport", "report")
-    OUTPUT_TOOLTIPS = ("The fitted transport: connect to Apply Latent Transport or Save Latent Transport.",
-                       "Sample counts, dimension, W2 before → after, warnings and a colour-gap hint.")
-    FUNCTION = "fit"
+class FitLatentTransport(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DeepOT_FitLatentTransport", display_name=DISPLAY_NAME, category=CATEGORY,
+            description=("Fits the Deep Optimal Transport map: the Gaussian W2 map from the patch statistics of the "
+                         "restored latents to those of natural photos. Without 'restored' the transport is "
+                         "zero-shot (each image's own statistics are used at apply time). Connect 'previous' to "
+                         "keep accumulating statistics over several runs. The report shows on the node."),
+            inputs=[
+                io.Latent.Input("natural", tooltip="Clean reference photos, VAE-encoded: the look to transport "
+                                                   "toward."),
+                io.Int.Input("patch_size", default=DEFAULT_PATCH_SIZE, min=1, max=MAX_PATCH_SIZE, step=2,
+                             tooltip="Odd latent patch size p (1–9). Statistics have C·p² dimensions: larger p "
+                                     "needs many more images."),
+                io.Float.Input("eps", default=DEFAULT_EPS, min=0.0, max=1.0, step=1e-5, round=False,
+                               tooltip="Eigenvalue floor of the restored covariance, relative to its mean "
+                                       "eigenvalue; raise it if outputs get noisy or blotchy."),
+                # optional inputs: append new ones at the end, saved workflows store sockets by name and widgets
+                # by position
+                io.Latent.Input("restored", optional=True, tooltip="The restoration model's outputs, VAE-encoded. "
+                                                                  "Leave unconnected for a zero-shot transport."),
+                io.Mask.Input("natural_mask", optional=True, tooltip="Where the natural photos count (white = use)."),
+                io.Mask.Input("restored_mask", optional=True,
+                              tooltip="Where the restored images count (white = use)."),
+                Transport.Input("previous", optional=True, tooltip="A transport whose statistics are merged with "
+                                                                   "these, to accumulate over several runs (same "
+                                                                   "patch_size)."),
+            ],
+            outputs=[
+                Transport.Output(display_name="transport", tooltip="The fitted transport: connect to Apply Latent "
+                                                                   "Transport or Save Latent Transport."),
+                io.String.Output(display_name="report", tooltip="Sample counts, dimension, W2 before → after, "
+                                                               "warnings and a colour-gap hint."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "natural": ("LATENT", {"tooltip": "Clean reference photos, VAE-encoded: the look to "
-                                                  "transport toward."}),
-                "patch_size": ("INT", {"default": DEFAULT_PATCH_SIZE, "min": 1, "max": MAX_PATCH_SIZE, "step": 2,
-                                       "tooltip": "Odd latent patch size p (1–9). Statistics have C·p² dimensions: "
-                                                  "larger p needs many more images."}),
-                "eps": ("FLOAT", {"default": DEFAULT_EPS, "min": 0.0, "max": 1.0, "step": 1e-5, "round": False,
-                                  "tooltip": "Eigenvalue floor of the restored covariance, relative to its mean "
-                                             "eigenvalue; raise it if outputs get noisy or blotchy."}),
-            },
-            "optional": {
-                "restored": ("LATENT", {"tooltip": "The restoration model's outputs, VAE-encoded. "
-                                                   "Leave unconnected for a zero-shot transport."}),
-                "natural_mask": ("MASK", {"tooltip": "Where the natural photos count (white = use)."}),
-                "restored_mask": ("MASK", {"tooltip": "Where the restored images count (white = use)."}),
-                "previous": (TRANSPORT_TYPE, {"tooltip": "A transport whose statistics are merged with these, "
-                                                          "to accumulate over several runs (same patch_size)."}),
-            },
-        }
-
     @node_errors(DISPLAY_NAME)
-    def fit(self, natural, patch_size, eps, restored=None, natural_mask=None, restored_mask=None, previous=None):
+    def execute(cls, natural, patch_size, eps, restored=None, natural_mask=None, restored_mask=None, previous=None):
         if isinstance(patch_size, bool) or int(patch_size) != patch_size or patch_size % 2 == 0:
             raise TransportInputError(
                 f"patch_size must be odd (1, 3, 5, 7 or 9), got {patch_size}; set it to {int(patch_size) | 1}.")
@@ -108,4 +112,5 @@ class FitLatentTransport:
             if previous.source is not None:
                 source = previous.source if source is None else previous.source.merge(source)
         transport = LatentTransport(source, target, eps=eps)
-        return (transport, transport.report() + "\n" + palette_hint(transport))
+        report = transport.report() + "\n" + palette_hint(transport)
+        return io.NodeOutput(transport, report, ui=ui.PreviewText(report))

@@ -12,6 +12,7 @@ from ..deepot_core.imageio import (IMAGE_SUFFIXES, ImageFileError, folder_finger
                                    resolve_subfolder)
 from ..deepot_core.paths import resolve_in_folder
 from . import comfy_bridge as bridge
+from .comfy_v3 import io
 from .common import CATEGORY
 from .guard import node_errors
 
@@ -54,56 +55,54 @@ def _listing(name: str, folder: Path, batch, total: int, size: int, max_images: 
     return "\n".join(lines)
 
 
-class LoadImageFolder:
-    DESCRIPTION = ("Loads the photos of a subfolder of ComfyUI's input folder as one IMAGE batch (sorted by name), "
-                   "each scaled on its short side and centre-cropped to size×size so they batch: the natural "
-                   "photos for Fit Latent Transport. Unreadable files are skipped and named in the listing; the "
-                   "node re-runs when photos are added or changed.")
-    CATEGORY = CATEGORY + "/calibration"
-    RETURN_TYPES = ("IMAGE", "STRING")
-    RETURN_NAMES = ("images", "files")
-    OUTPUT_TOOLTIPS = ("The photos as one batch [B,size,size,3] (RGB; alpha dropped, grey expanded).",
-                       "The files used, in batch order, and any skipped with the reason.")
-    FUNCTION = "load"
+class LoadImageFolder(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="DeepOT_LoadImageFolder", display_name=DISPLAY_NAME, category=CATEGORY + "/calibration",
+            description=("Loads the photos of a subfolder of ComfyUI's input folder as one IMAGE batch (sorted by "
+                         "name), each scaled on its short side and centre-cropped to size×size so they batch: the "
+                         "natural photos for Fit Latent Transport. Unreadable files are skipped and named in the "
+                         "listing; the node re-runs when photos are added or changed."),
+            inputs=[
+                io.Combo.Input("folder", options=bridge.list_input_subfolders(),
+                               tooltip="A subfolder of ComfyUI's input folder holding the photos (PNG, JPEG, "
+                                       "WebP, TIFF, BMP); press R to refresh the list after adding one."),
+                io.Int.Input("size", default=DEFAULT_SIZE, min=MIN_SIZE, max=MAX_SIZE, step=SIZE_STEP,
+                             tooltip="Side of the square images in pixels: each photo's short side is scaled to "
+                                     "it and the long side centre-cropped."),
+                io.Int.Input("max_images", default=DEFAULT_MAX_IMAGES, min=1, max=MAX_MAX_IMAGES, step=1,
+                             tooltip="Most photos to load, the first by file name (unreadable files do not "
+                                     "count)."),
+                io.Boolean.Input("recursive", default=False, optional=True,
+                                 tooltip="Also load photos from the folder's subfolders (sorted by their path)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="images", tooltip="The photos as one batch [B,size,size,3] (RGB; "
+                                                              "alpha dropped, grey expanded)."),
+                io.String.Output(display_name="files", tooltip="The files used, in batch order, and any skipped "
+                                                              "with the reason."),
+            ],
+        )
 
     @classmethod
-    def INPUT_TYPES(cls):
-        return {
-            "required": {
-                "folder": (bridge.list_input_subfolders(),
-                           {"tooltip": "A subfolder of ComfyUI's input folder holding the photos (PNG, JPEG, "
-                                       "WebP, TIFF, BMP); press R to refresh the list after adding one."}),
-                "size": ("INT", {"default": DEFAULT_SIZE, "min": MIN_SIZE, "max": MAX_SIZE, "step": SIZE_STEP,
-                                 "tooltip": "Side of the square images in pixels: each photo's short side is "
-                                            "scaled to it and the long side centre-cropped."}),
-                "max_images": ("INT", {"default": DEFAULT_MAX_IMAGES, "min": 1, "max": MAX_MAX_IMAGES, "step": 1,
-                                       "tooltip": "Most photos to load, the first by file name (unreadable "
-                                                  "files do not count)."}),
-            },
-            "optional": {
-                "recursive": ("BOOLEAN", {"default": False,
-                                          "tooltip": "Also load photos from the folder's subfolders (sorted by "
-                                                     "their path)."}),
-            },
-        }
-
-    @classmethod
-    def IS_CHANGED(cls, folder, recursive=False, **_):
+    def fingerprint_inputs(cls, folder, recursive=False, **_):
         try:
             return folder_fingerprint(_folder(folder), bool(recursive))
         except OSError as exc:
             return f"error: {exc}"
 
     @classmethod
-    def VALIDATE_INPUTS(cls, folder):
+    def validate_inputs(cls, folder):
         try:
             _folder(folder)
         except OSError as exc:
             return f"{DISPLAY_NAME}: {exc}"
         return True
 
+    @classmethod
     @node_errors(DISPLAY_NAME)
-    def load(self, folder, size, max_images, recursive=False):
+    def execute(cls, folder, size, max_images, recursive=False):
         root = bridge.input_directory().resolve()
         path = _folder(folder)
         try:
@@ -116,5 +115,4 @@ class LoadImageFolder:
         except ImageFileError as exc:
             raise TransportFileError(str(exc)) from None
         images = batch.images.to(bridge.intermediate_device())
-        return (images, _listing(folder, path, batch, len(files), int(size), int(max_images)))
-
+        return io.NodeOutput(images, _listing(folder, path, batch, len(files), int(size), int(max_images)))

@@ -2,11 +2,14 @@
 
 ComfyUI imports a custom-node folder with ``spec_from_file_location`` under a
 name of its own, so the pack must work under any package name and never
-import itself absolutely. ``run_node`` mirrors ``execution.py``: widget
-defaults from ``INPUT_TYPES``, range checks of widget values, the method named
-by ``FUNCTION``, under ``torch.inference_mode()``, and a result tuple as long
-as ``RETURN_TYPES`` (or a dict with ``result``, as output nodes return).
+import itself absolutely; its V3 loader then asks ``comfy_entrypoint`` for the
+nodes. ``run`` mirrors ``execution.py``: widget defaults from the schema, range
+checks of widget values, hidden inputs on a clone of the class, ``execute``
+under ``torch.inference_mode()``, and an ``io.NodeOutput`` with one value per
+schema output. Without ComfyUI the schemas come from the pack's stand-in of the
+pinned API (``nodes/comfy_v3.py``).
 """
+import asyncio
 import importlib
 import importlib.util
 import sys
@@ -36,27 +39,20 @@ def core():
     return importlib.import_module(f"{PACK_NAME}.deepot_core")
 
 
+def node_classes() -> dict:
+    """Node id → class, as ComfyUI's V3 loader registers them from ``comfy_entrypoint``."""
+    pack = load_pack()
+    extension = asyncio.run(pack.comfy_entrypoint())
+    return {cls.GET_SCHEMA().node_id: cls for cls in asyncio.run(extension.get_node_list())}
+
+
 def node_class(node_id: str):
-    return load_pack().NODE_CLASS_MAPPINGS[node_id]
+    return node_classes()[node_id]
 
 
 def object_info() -> dict:
     """The pack's nodes as ComfyUI's ``/object_info`` lists them (the frontend builds its nodes from this)."""
-    pack = load_pack()
-    out = {}
-    for node_id, cls in pack.NODE_CLASS_MAPPINGS.items():
-        inputs = cls.INPUT_TYPES()
-        returns = list(cls.RETURN_TYPES)
-        out[node_id] = {
-            "input": inputs, "input_order": {section: list(spec) for section, spec in inputs.items()},
-            "output": returns, "output_is_list": [False] * len(returns),
-            "output_name": list(getattr(cls, "RETURN_NAMES", returns)),
-            "output_tooltips": list(getattr(cls, "OUTPUT_TOOLTIPS", [None] * len(returns))),
-            "name": node_id, "display_name": pack.NODE_DISPLAY_NAME_MAPPINGS[node_id],
-            "description": cls.DESCRIPTION, "category": cls.CATEGORY,
-            "output_node": bool(getattr(cls, "OUTPUT_NODE", False)),
-        }
-    return out
+    return {node_id: cls.GET_NODE_INFO_V1() for node_id, cls in node_classes().items()}
 
 
 def widget_defaults(cls) -> dict:
@@ -66,18 +62,16 @@ def widget_defaults(cls) -> dict:
         options = rest[0] if rest else {}
         if "default" in options:
             out[name] = options["default"]
-        elif isinstance(kind, list) and kind:
-            out[name] = kind[0]
+        elif kind == "COMBO" and options.get("options"):
+            out[name] = options["options"][0]
     return out
 
 
 def check_widget_ranges(cls, inputs: dict) -> None:
     """What ComfyUI's validation refuses before a node runs (min/max of INT and FLOAT widgets)."""
-    types = cls.INPUT_TYPES()
+    types = cls.INPUT_TYPES(include_hidden=False)
     spec = {**types.get("required", {}), **types.get("optional", {})}
     for name, value in inputs.items():
-        if name in types.get("hidden", {}):
-            continue
         assert name in spec, f"{cls.__name__} has no input {name!r}"
         kind, *rest = spec[name]
         options = rest[0] if rest else {}
@@ -85,15 +79,29 @@ def check_widget_ranges(cls, inputs: dict) -> None:
             assert options.get("min", -float("inf")) <= value <= options.get("max", float("inf")), (name, value)
 
 
-def run_node(node_id: str, **inputs):
-    """Run a node like ComfyUI's executor; returns the output tuple (``result`` of an output node)."""
+def run(node_id: str, **inputs):
+    """Run a node like ComfyUI's executor; returns its ``NodeOutput`` (outputs in ``.args``, ``.ui``).
+
+    ``prompt``, ``extra_pnginfo`` and ``unique_id`` are hidden inputs: they reach
+    the node on its class (``cls.hidden``), as ComfyUI hands them over.
+    """
     cls = node_class(node_id)
+    hidden_names = {h.name: h for h in v3().io.Hidden}
+    hidden = {hidden_names[k]: inputs.pop(k) for k in list(inputs) if k in hidden_names}
     call = {**widget_defaults(cls), **inputs}
     check_widget_ranges(cls, {k: v for k, v in call.items() if not isinstance(v, (torch.Tensor, dict))})
     with torch.inference_mode():
-        out = getattr(cls(), cls.FUNCTION)(**call)
-    if isinstance(out, dict):
-        assert "result" in out, "an output node's dict must hold 'result'"
-        out = out["result"]
-    assert isinstance(out, tuple) and len(out) == len(cls.RETURN_TYPES), (out, cls.RETURN_TYPES)
+        out = cls.PREPARE_CLASS_CLONE(hidden).execute(**call)
+    assert isinstance(out, v3().io.NodeOutput), f"{node_id}.execute must return io.NodeOutput, got {type(out)}"
+    assert len(out.args) == len(cls.GET_SCHEMA().outputs), (out.args, cls.GET_SCHEMA().outputs)
     return out
+
+
+def run_node(node_id: str, **inputs) -> tuple:
+    """The outputs of ``run`` as a tuple, in schema order."""
+    return tuple(run(node_id, **inputs).args)
+
+
+def v3():
+    """The pack's ``nodes.comfy_v3`` (ComfyUI's pinned API, or the stand-in without ComfyUI)."""
+    return load_pack().nodes.comfy_v3

@@ -4,11 +4,13 @@ Runs only when ``COMFYUI_PATH`` points at a ComfyUI checkout (``COMFYUI_PYTHON``
 picks its interpreter, default this one). ComfyUI starts headless on the CPU
 with ``--base-directory`` set to a temporary folder, so the user's checkout is
 not touched: the folder gets ``custom_nodes/ComfyUI-DeepOT`` (a link to this
-pack), ``models/vae_approx`` (a link to the checkout's TAESD weights) and two
-input photos. Needs ``taesd_encoder.*`` and ``taesd_decoder.*`` in
-``$COMFYUI_PATH/models/vae_approx`` (stand-in weights are fine).
+pack), ``models/vae_approx`` and ``models/upscale_models`` (links to the
+checkout's model folders, where it has them) and two input photos. Needs
+``taesd_encoder.*`` and ``taesd_decoder.*`` in ``$COMFYUI_PATH/models/vae_approx``
+(stand-in weights are fine).
 """
 import contextlib
+import io
 import json
 import os
 import socket
@@ -16,12 +18,14 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from pathlib import Path
 
 import pytest
 
+import node_harness
 from test_nodes import NODE_IDS  # the one table of released node ids and display names
 
 COMFYUI_PATH = os.environ.get("COMFYUI_PATH")
@@ -31,6 +35,8 @@ PACK_ROOT = Path(__file__).resolve().parents[1]
 PACK_DIR_NAME = "ComfyUI-DeepOT"
 #: Seconds to wait for ComfyUI to start, and for one prompt to finish.
 START_TIMEOUT, PROMPT_TIMEOUT = 240, 300
+#: Model folders of the checkout the temporary base directory links to (when the checkout has them).
+MODEL_FOLDERS = ("vae_approx", "upscale_models")
 
 
 def free_port() -> int:
@@ -59,8 +65,11 @@ class Comfy:
         self.url, self.log, self.base = url, log, base
 
     def get(self, route: str):
+        return json.loads(self.get_bytes(route))
+
+    def get_bytes(self, route: str) -> bytes:
         with urllib.request.urlopen(self.url + route, timeout=30) as response:
-            return json.loads(response.read())
+            return response.read()
 
     def queue(self, prompt: dict) -> dict:
         """Post an API-format prompt and wait for its /history entry."""
@@ -87,26 +96,55 @@ def comfy(tmp_path_factory):
     taesd = sorted((checkout / "models" / "vae_approx").glob("taesd_*coder.*"))
     if len(taesd) < 2:
         pytest.skip(f"no taesd_encoder/taesd_decoder weights in {checkout / 'models' / 'vae_approx'}")
-    base = tmp_path_factory.mktemp("comfy_base")
-    (base / "custom_nodes").mkdir()
-    (base / "custom_nodes" / PACK_DIR_NAME).symlink_to(PACK_ROOT, target_is_directory=True)
-    (base / "models").mkdir()
-    (base / "models" / "vae_approx").symlink_to(checkout / "models" / "vae_approx", target_is_directory=True)
+    base = make_base(tmp_path_factory.mktemp("comfy_base"), checkout)
     (base / "input").mkdir()
     write_photos(base / "input")
     with running_comfyui(checkout, base) as server:
         yield server
 
 
+def make_base(base: Path, checkout: Path) -> Path:
+    """A base directory holding this pack and links to the checkout's model folders."""
+    (base / "custom_nodes").mkdir()
+    (base / "custom_nodes" / PACK_DIR_NAME).symlink_to(PACK_ROOT, target_is_directory=True)
+    (base / "models").mkdir()
+    for folder in MODEL_FOLDERS:
+        if (checkout / "models" / folder).is_dir():
+            (base / "models" / folder).symlink_to(checkout / "models" / folder, target_is_directory=True)
+    return base
+
+
+#: Runs ComfyUI's main.py so that custom nodes cannot import some modules ComfyUI itself has (``python -c``
+#: this, then the comma-separated names, then main.py's arguments): an older ComfyUI, as a pack sees it.
+HIDE_FROM_CUSTOM_NODES = """
+import builtins, runpy, sys
+hidden = set(sys.argv[1].split(","))
+real_import = builtins.__import__
+def pack_import(name, globals=None, locals=None, fromlist=(), level=0):
+    caller = (globals or {}).get("__file__") or ""
+    if level == 0 and name in hidden and "/custom_nodes/" in caller.replace("\\\\", "/"):
+        raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+    return real_import(name, globals, locals, fromlist, level)
+builtins.__import__ = pack_import
+sys.argv = ["main.py"] + sys.argv[2:]
+runpy.run_path("main.py", run_name="__main__")
+"""
+
+
 @contextlib.contextmanager
-def running_comfyui(checkout: Path, base: Path):
-    """ComfyUI headless on CPU on a free loopback port, its base directory ``base``; stopped on exit."""
+def running_comfyui(checkout: Path, base: Path, hide_modules=()):
+    """ComfyUI headless on CPU on a free loopback port, its base directory ``base``; stopped on exit.
+
+    ``hide_modules``: module names custom nodes cannot import there (to play an older ComfyUI).
+    """
     port = free_port()
     log = base / "comfyui.log"
     python = os.environ.get("COMFYUI_PYTHON", sys.executable)
-    command = [python, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-               "--base-directory", str(base), "--database-url", "sqlite:///:memory:",
-               "--disable-auto-launch"]
+    arguments = ["--cpu", "--listen", "127.0.0.1", "--port", str(port), "--base-directory", str(base),
+                 "--database-url", "sqlite:///:memory:", "--disable-auto-launch"]
+    command = ([python, "-c", HIDE_FROM_CUSTOM_NODES, ",".join(hide_modules)] if hide_modules
+               else [python, "main.py"])
+    command += arguments
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=checkout, stdout=out, stderr=subprocess.STDOUT)
     server = Comfy(f"http://127.0.0.1:{port}", log, base)
@@ -130,6 +168,15 @@ def running_comfyui(checkout: Path, base: Path):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def view_image(comfy: Comfy, image: dict):
+    """An image a node listed in its UI output, fetched through ComfyUI's /view."""
+    from PIL import Image
+
+    query = urllib.parse.urlencode({k: image[k] for k in ("filename", "subfolder", "type")})
+    with Image.open(io.BytesIO(comfy.get_bytes(f"/view?{query}"))) as opened:
+        return opened.convert("RGB")
 
 
 def error_message(entry: dict) -> str:
@@ -191,11 +238,20 @@ def test_fit_apply_decode_blend_save_runs_in_the_executor(comfy):
     entry = comfy.queue(calibration_prompt("integration"))
     assert entry["status"]["status_str"] == "success", entry["status"]
     assert len(entry["outputs"]["13"]["images"]) == 3  # one image per perception
+    # what the nodes show on the canvas is in the prompt's /history UI outputs
+    (report,) = entry["outputs"]["8"]["text"]
+    assert report.startswith("Latent transport: 4 channels, patch 3×3") and "colour gap" in report
+    (sheet,) = entry["outputs"]["12"]["images"]  # PD Blend's labelled sweep: 1 image row × 3 perceptions
+    assert sheet["type"] == "temp"
+    image = view_image(comfy, sheet)
+    sweep = node_harness.load_pack().nodes.sweep_preview
+    width, height, _ = sweep.layout(3, 1, 128, 128)
+    assert image.size == (width, height) and image.mode == "RGB"
     saved = comfy.base / "models" / "latent_transport" / "integration.safetensors"
     assert entry["outputs"]["14"]["text"] == [str(saved)] and saved.is_file()
     # the new file shows up in Load's list, loads, and is applied again
     names = comfy.get("/object_info/DeepOT_LoadLatentTransport")["DeepOT_LoadLatentTransport"]["input"]
-    assert "integration.safetensors" in names["required"]["transport_name"][0]
+    assert "integration.safetensors" in names["required"]["transport_name"][1]["options"]
     reuse = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "natural.png"}},
         "2": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
@@ -208,6 +264,10 @@ def test_fit_apply_decode_blend_save_runs_in_the_executor(comfy):
     }
     entry = comfy.queue(reuse)
     assert entry["status"]["status_str"] == "success", entry["status"]
+    (shown,) = entry["outputs"]["4"]["text"]  # Load shows the file's facts on the node
+    assert shown.splitlines()[:4] == ["integration.safetensors", "space: comfy:taesd", "channels: 4",
+                                      "patch: 3×3 (D = 36)"]
+    assert shown.splitlines()[4].startswith("samples: restored ")
 
 
 def test_saving_over_an_existing_file_is_refused(comfy):
@@ -239,3 +299,49 @@ def test_user_mistakes_show_a_message_and_the_server_keeps_running(comfy):
     # the server still answers and still runs prompts
     assert comfy.get("/system_stats")["system"]
     assert comfy.queue(calibration_prompt("after_errors"))["status"]["status_str"] == "success"
+
+
+#: Combos listing files or folders of the machine: the server's lists differ from the plain tests' ones.
+LOCAL_COMBOS = {("DeepOT_LoadLatentTransport", "transport_name"), ("DeepOT_LoadImageFolder", "folder")}
+
+
+def test_object_info_is_what_the_schemas_give_without_comfyui(comfy):
+    """ComfyUI's V3 API turns the schemas into the same /object_info as the pack's stand-in in the plain tests."""
+    info = comfy.get("/object_info")
+    for node_id, ours in node_harness.object_info().items():
+        ours, real = json.loads(json.dumps(ours)), dict(info[node_id])  # tuples → lists, as over HTTP
+        assert real.pop("python_module") == f"custom_nodes.{PACK_DIR_NAME}"  # loaded from the pack's folder
+        ours.pop("python_module")
+        for node, name in LOCAL_COMBOS:
+            if node == node_id:
+                for spec in (ours, real):
+                    spec["input"]["required"][name][1].pop("options")
+        assert real == ours, node_id
+
+
+def test_the_node_library_gets_the_help_pages_and_the_canvas_script(comfy):
+    """The frontend asks /extensions/<pack folder>/docs/<node id>.md (nodeHelpService) and loads /extensions."""
+    for node_id in NODE_IDS:
+        served = comfy.get_bytes(f"/extensions/{PACK_DIR_NAME}/docs/{node_id}.md")
+        assert served == (PACK_ROOT / "web" / "docs" / f"{node_id}.md").read_bytes()
+    assert f"/extensions/{PACK_DIR_NAME}/js/deepot_text_on_node.js" in comfy.get("/extensions")
+
+
+def test_a_comfyui_without_the_pinned_api_gets_one_log_line_and_keeps_running(tmp_path_factory):
+    checkout = Path(COMFYUI_PATH).resolve()
+    base = make_base(tmp_path_factory.mktemp("comfy_old_api"), checkout)
+    with running_comfyui(checkout, base, hide_modules=["comfy_api.v0_0_2"]) as server:
+        info = server.get("/object_info")
+        prompt = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1,
+                                                               "color": 0}},
+                  "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+        assert server.queue(prompt)["status"]["status_str"] == "success"
+    log = server.log.read_text()
+    assert not set(NODE_IDS) & set(info) and "VAELoader" in info
+    ours = [line for line in log.splitlines() if PACK_DIR_NAME in line]
+    message = [line for line in ours if "needs ComfyUI" in line]
+    assert len(message) == 1, log
+    assert "ComfyUI-DeepOT needs ComfyUI 0.3.64 or newer" in message[0] and "comfy_api.v0_0_2" in message[0]
+    others = [line for line in ours if line not in message]
+    assert all("seconds:" in line and "IMPORT FAILED" not in line for line in others), others  # the timing table
+    assert f"custom_nodes/{PACK_DIR_NAME}/" not in log  # no traceback through the pack's files

@@ -67,8 +67,8 @@ def test_apply_node_computes_on_gpu_and_returns_on_intermediate_device(monkeypat
     bridge = load_pack().nodes.comfy_bridge
     monkeypatch.setattr(bridge, "torch_device", lambda: CUDA)
     src, tgt = _pair(channels=4)
-    fit = node_class("DeepOT_FitLatentTransport")()
-    transport, _ = fit.fit({"samples": tgt}, 3, 1e-4, restored={"samples": src})
+    fit = node_class("DeepOT_FitLatentTransport")
+    transport, _ = fit.execute({"samples": tgt}, 3, 1e-4, restored={"samples": src}).args
     seen = {}
     original = type(transport).apply
 
@@ -77,5 +77,5 @@ def test_apply_node_computes_on_gpu_and_returns_on_intermediate_device(monkeypat
         return original(self, latents, *args, **kwargs)
 
     monkeypatch.setattr(type(transport), "apply", spy)
-    (out,) = node_class("DeepOT_ApplyLatentTransport")().apply({"samples": src[:1]}, transport, 1.0)
+    (out,) = node_class("DeepOT_ApplyLatentTransport").execute({"samples": src[:1]}, transport, 1.0).args
     assert seen["device"] == "cuda" and out["samples"].device.type == "cpu"

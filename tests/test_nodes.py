@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from node_harness import load_pack, node_class, run_node
+from node_harness import load_pack, node_class, node_classes, run, run_node
 
 NODE_IDS = {
     "DeepOT_FitLatentTransport": "Fit Latent Transport",
@@ -42,29 +42,27 @@ def pair():
     return natural, restored
 
 
-def test_mappings_are_complete_and_named_exactly():
-    pack = load_pack()
-    assert pack.NODE_DISPLAY_NAME_MAPPINGS == NODE_IDS
-    assert set(pack.NODE_CLASS_MAPPINGS) == set(NODE_IDS)
+def test_the_extension_lists_every_node_named_exactly():
+    assert {node_id: cls.GET_SCHEMA().display_name for node_id, cls in node_classes().items()} == NODE_IDS
+    assert list(node_classes()) == list(NODE_IDS)  # menu order
 
 
 @pytest.mark.parametrize("node_id", sorted(NODE_IDS))
 def test_every_node_is_documented_and_well_formed(node_id):
     cls = node_class(node_id)
-    assert cls.CATEGORY.startswith("latent/transport")
-    assert isinstance(cls.DESCRIPTION, str) and len(cls.DESCRIPTION) > 40
-    assert callable(getattr(cls, cls.FUNCTION))
-    spec = cls.INPUT_TYPES()
-    for section in ("required", "optional"):
-        for name, (kind, *rest) in spec.get(section, {}).items():
-            assert rest and rest[0].get("tooltip"), f"{node_id}.{name} has no tooltip"
-            if kind in ("INT", "FLOAT"):
-                options = rest[0]
-                assert options["min"] <= options["default"] <= options["max"], name
-    if hasattr(cls, "RETURN_NAMES"):
-        assert len(cls.RETURN_NAMES) == len(cls.RETURN_TYPES)
-    if hasattr(cls, "OUTPUT_TOOLTIPS"):
-        assert len(cls.OUTPUT_TOOLTIPS) == len(cls.RETURN_TYPES)
+    schema = cls.GET_SCHEMA()
+    assert schema.category.startswith("latent/transport")
+    assert isinstance(schema.description, str) and len(schema.description) > 40
+    assert issubclass(cls, load_pack().nodes.comfy_v3.io.ComfyNode)
+    for spec in schema.inputs:
+        assert spec.tooltip, f"{node_id}.{spec.id} has no tooltip"
+        if spec.get_io_type() in ("INT", "FLOAT"):
+            assert spec.min <= spec.default <= spec.max, spec.id
+    for spec in schema.outputs:
+        assert spec.tooltip, f"{node_id} output {spec.display_name} has no tooltip"
+    # optional inputs come after the required ones: new ones are appended, so saved widget positions hold
+    flags = [spec.optional for spec in schema.inputs]
+    assert flags == sorted(flags)
 
 
 def test_patch_size_widget_only_steps_through_odd_sizes():

@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from node_harness import load_pack, node_class, run_node
+from node_harness import load_pack, node_class, run, run_node
 
 SAVE, LOAD, FIT = "DeepOT_SaveLatentTransport", "DeepOT_LoadLatentTransport", "DeepOT_FitLatentTransport"
 
@@ -30,7 +30,7 @@ PROMPT = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
 def test_save_writes_into_the_folder_with_provenance_and_load_reads_it(folder, transport):
     (path,) = run_node(SAVE, transport=transport, filename="faces/sd15", prompt=PROMPT, extra_pnginfo=None)
     assert path == str(folder / "faces" / "sd15.safetensors") and os.path.isfile(path)
-    assert "faces/sd15.safetensors" in node_class(LOAD).INPUT_TYPES()["required"]["transport_name"][0]
+    assert "faces/sd15.safetensors" in node_class(LOAD).INPUT_TYPES()["required"]["transport_name"][1]["options"]
     loaded, info = run_node(LOAD, transport_name="faces/sd15.safetensors")
     assert torch.equal(loaded.map.matrix, transport.map.matrix)
     assert loaded.metadata["comfyui"]["prompt"] == PROMPT
@@ -53,13 +53,27 @@ def test_saved_space_stops_the_command_line_from_misusing_the_file(folder, trans
     assert LatentTransport.load(unknown).metadata["space"] == "comfy:workflow"
 
 
-def test_save_returns_ui_text_like_an_output_node(folder, transport):
+def test_save_shows_the_path_like_an_output_node(folder, transport):
     cls = node_class(SAVE)
-    assert cls.OUTPUT_NODE is True and cls.INPUT_TYPES()["hidden"] == {"prompt": "PROMPT",
-                                                                      "extra_pnginfo": "EXTRA_PNGINFO"}
-    with torch.inference_mode():
-        out = cls().save(transport=transport, filename="ui", overwrite=False)
-    assert out["ui"]["text"] == [str(folder / "ui.safetensors")]
+    schema = cls.GET_SCHEMA()
+    assert schema.is_output_node and cls.INPUT_TYPES()["hidden"] == {"prompt": ("PROMPT",),
+                                                                    "extra_pnginfo": ("EXTRA_PNGINFO",)}
+    out = run(SAVE, transport=transport, filename="ui", overwrite=False)
+    assert out.ui.as_dict() == {"text": (str(folder / "ui.safetensors"),)} and out.args == (out.ui.value,)
+
+
+def test_load_shows_channels_patch_samples_and_space_on_the_node(folder, transport):
+    run_node(SAVE, transport=transport, filename="shown", prompt=PROMPT)
+    out = run(LOAD, transport_name="shown.safetensors")
+    shown = out.ui.as_dict()["text"][0].splitlines()
+    assert shown == ["shown.safetensors", "space: comfy:taesd", "channels: 4", "patch: 3×3 (D = 36)",
+                     f"samples: restored {transport.source.count:.0f}, natural {transport.target.count:.0f}"]
+    assert "space: comfy:taesd" in out.args[1].splitlines()
+    zero_shot = run_node(FIT, natural={"samples": torch.randn(2, 4, 9, 9)}, patch_size=1)[0]
+    zero_shot.save(folder / "plain.safetensors")  # no space recorded (a file written by the library)
+    lines = run(LOAD, transport_name="plain.safetensors").ui.as_dict()["text"][0].splitlines()
+    assert lines[1:4] == ["space: not recorded", "channels: 4", "patch: 1×1 (D = 4)"]
+    assert lines[4].startswith(f"samples: natural {zero_shot.target.count:.0f} (zero-shot")
 
 
 def test_save_never_overwrites_unless_asked(folder, transport, tmp_path):
@@ -80,7 +94,7 @@ def test_names_outside_the_folder_are_refused(folder, transport, name):
     with pytest.raises((OSError, ValueError), match="^Save Latent Transport: "):
         run_node(SAVE, transport=transport, filename=name)
     assert not (folder.parent / "escape.safetensors").exists()
-    result = node_class(LOAD).VALIDATE_INPUTS(transport_name=name or "x")
+    result = node_class(LOAD).validate_inputs(transport_name=name or "x")
     assert isinstance(result, str) and result.startswith("Load Latent Transport: ")
 
 
@@ -93,21 +107,21 @@ def test_symlink_leaving_the_folder_is_refused(folder, transport, tmp_path):
         run_node(LOAD, transport_name="link.safetensors")
 
 
-def test_load_is_changed_follows_the_file(folder, transport):
+def test_load_fingerprint_follows_the_file(folder, transport):
     run_node(SAVE, transport=transport, filename="moving")
     cls = node_class(LOAD)
-    first = cls.IS_CHANGED(transport_name="moving.safetensors")
-    assert first and first == cls.IS_CHANGED(transport_name="moving.safetensors")
+    first = cls.fingerprint_inputs(transport_name="moving.safetensors")
+    assert first and first == cls.fingerprint_inputs(transport_name="moving.safetensors")
     other = run_node(FIT, natural={"samples": torch.randn(1, 4, 9, 9)})[0]
     run_node(SAVE, transport=other, filename="moving", overwrite=True)
-    assert cls.IS_CHANGED(transport_name="moving.safetensors") != first
-    assert cls.VALIDATE_INPUTS(transport_name="moving.safetensors") is True
+    assert cls.fingerprint_inputs(transport_name="moving.safetensors") != first
+    assert cls.validate_inputs(transport_name="moving.safetensors") is True
 
 
 def test_missing_and_damaged_files_are_clear_errors(folder, transport):
     with pytest.raises(OSError, match="^Load Latent Transport: no transport file named 'gone.safetensors'"):
         run_node(LOAD, transport_name="gone.safetensors")
-    assert node_class(LOAD).VALIDATE_INPUTS(transport_name="gone.safetensors").startswith("Load Latent Transport")
+    assert node_class(LOAD).validate_inputs(transport_name="gone.safetensors").startswith("Load Latent Transport")
     (path,) = run_node(SAVE, transport=transport, filename="broken")
     data = bytearray(open(path, "rb").read())
     data[-20] ^= 0xFF

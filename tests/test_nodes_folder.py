@@ -44,7 +44,7 @@ def test_folder_combo_lists_input_subfolders(inputs):
     (inputs / "more").mkdir()
     (inputs / ".hidden").mkdir()
     (inputs / "loose.png").write_bytes(b"")
-    combo = node_class(FOLDER).INPUT_TYPES()["required"]["folder"][0]
+    combo = node_class(FOLDER).INPUT_TYPES()["required"]["folder"][1]["options"]
     assert combo == ["more", "photos"]
 
 
@@ -79,16 +79,16 @@ def test_recursive_adds_subfolders(inputs):
     assert flat.shape[0] == 4 and deep.shape[0] == 5 and "sub/e.png" in listed_files(listing)
 
 
-def test_is_changed_follows_the_folder_listing(inputs):
+def test_fingerprint_follows_the_folder_listing(inputs):
     cls = node_class(FOLDER)
-    first = cls.IS_CHANGED(folder="photos", size=64, max_images=12, recursive=False)
-    assert cls.IS_CHANGED(folder="photos", size=64, max_images=12, recursive=False) == first
+    first = cls.fingerprint_inputs(folder="photos", size=64, max_images=12, recursive=False)
+    assert cls.fingerprint_inputs(folder="photos", size=64, max_images=12, recursive=False) == first
     save(inputs / "photos" / "e.png", (70, 70), "RGB", 7)
-    added = cls.IS_CHANGED(folder="photos", size=64, max_images=12, recursive=False)
+    added = cls.fingerprint_inputs(folder="photos", size=64, max_images=12, recursive=False)
     assert added != first
     stat = (inputs / "photos" / "e.png").stat()
     os.utime(inputs / "photos" / "e.png", ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
-    assert cls.IS_CHANGED(folder="photos", size=64, max_images=12, recursive=False) != added
+    assert cls.fingerprint_inputs(folder="photos", size=64, max_images=12, recursive=False) != added
 
 
 def test_unreadable_files_are_skipped_and_named(inputs):
@@ -119,11 +119,11 @@ def test_names_outside_or_not_folders_are_refused(inputs, tmp_path, name):
     outside.mkdir()
     save(outside / "secret.png", (64, 64), "RGB", 1)
     (inputs / "outside_link").symlink_to(outside, target_is_directory=True)
-    message = node_class(FOLDER).VALIDATE_INPUTS(folder=name)
+    message = node_class(FOLDER).validate_inputs(folder=name)
     assert isinstance(message, str) and message.startswith("Load Image Folder: ")
     with pytest.raises(OSError, match="^Load Image Folder: "):
         run_node(FOLDER, folder=name)
-    assert node_class(FOLDER).VALIDATE_INPUTS(folder="photos") is True
+    assert node_class(FOLDER).validate_inputs(folder="photos") is True
 
 
 def test_symlinked_file_leading_outside_is_not_read(inputs, tmp_path):
@@ -138,7 +138,7 @@ def test_without_comfyui_the_input_directory_defaults_to_the_cwd(tmp_path, monke
     monkeypatch.delenv("DEEPOT_INPUT_DIR", raising=False)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "here").mkdir()
-    assert node_class(FOLDER).INPUT_TYPES()["required"]["folder"][0] == ["here"]
+    assert node_class(FOLDER).INPUT_TYPES()["required"]["folder"][1]["options"] == ["here"]
 
 
 def test_core_fit_to_square_modes():

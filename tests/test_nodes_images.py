@@ -92,4 +92,4 @@ def degrade_node_unchecked(**kwargs):
     from node_harness import node_class, widget_defaults
     cls = node_class(DEGRADE)
     call = {**widget_defaults(cls), "images": photo(8), **kwargs}
-    return getattr(cls(), cls.FUNCTION)(**call)
+    return cls.execute(**call)

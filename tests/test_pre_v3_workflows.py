@@ -35,8 +35,9 @@ def input_spec(node_id: str, name: str, spec: list) -> tuple:
     kind, options = spec[0], dict(spec[1]) if len(spec) > 1 else {}
     if isinstance(kind, list):  # V1 writes a combo as its option list
         kind, options["options"] = "COMBO", kind
-    if kind == "COMBO" and options.get("multiselect") is False:  # V3 says so explicitly
-        del options["multiselect"]
+    for key in ("multiselect", "multiline"):  # V3 spells out these defaults; absent means the same to the frontend
+        if options.get(key) is False:
+            del options[key]
     if (node_id, name) in LOCAL_COMBOS:
         options.pop("options", None)
     return kind, {k: v for k, v in options.items() if k not in PROSE}
@@ -65,7 +66,8 @@ def test_inputs_keep_their_names_order_and_widget_options(node_id, info):
     for section in ("required", "optional"):
         for name, spec in old.get(section, {}).items():
             assert input_spec(node_id, name, new[section][name]) == input_spec(node_id, name, spec), name
-    assert new.get("hidden", {}) == old.get("hidden", {})
+    hidden = lambda spec: {k: v if isinstance(v, str) else v[0] for k, v in spec.get("hidden", {}).items()}
+    assert hidden(new) == hidden(old)  # V1 wrote "PROMPT", V3 writes ["PROMPT"]
 
 
 @pytest.mark.parametrize("node_id", sorted(OLD_INFO))
