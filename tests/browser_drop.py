@@ -42,8 +42,10 @@ def http_json(url: str, data=None):
 
 async def open_app(browser, url: str):
     page = await browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.alerts = []
+    page.alerts, page.extension_errors = [], []
     page.on("dialog", lambda d: (page.alerts.append(d.message), asyncio.ensure_future(d.dismiss())))
+    page.on("console", lambda m: page.extension_errors.append(m.text)
+            if m.type == "error" and "loading extension" in m.text.lower() else None)
     await page.goto(url)
     await page.wait_for_function("window.app && window.app.graph && window.LiteGraph", timeout=180_000)
     await page.wait_for_timeout(1500)
@@ -83,7 +85,13 @@ async def drop_file(page, path: Path) -> None:
 
 
 async def press_run(page, url: str, timeout: float = RUN_TIMEOUT) -> dict:
-    """Click Run and wait for the prompt it queued to finish; its /history entry."""
+    """Click Run and wait for the prompt it queued to finish; its /history entry.
+
+    The server's cache is emptied first: a node ComfyUI takes from its cache sends
+    nothing to the canvas, so only a fresh run shows what every node displays.
+    """
+    http_json(url + "/free", {"free_memory": True})
+    await page.wait_for_timeout(1500)
     before = set(http_json(url + "/history?max_items=10000") or {})
     await page.get_by_role("button", name="Run", exact=True).first.click()
     deadline = time.time() + timeout
@@ -109,12 +117,22 @@ def execution_error(entry: dict) -> str:
     return ""
 
 
+async def on_canvas(page) -> list:
+    """What the pack's nodes show after a run: their text box and the number of preview images."""
+    return await page.evaluate("""() => window.app.graph.nodes.filter(n => n.type.startsWith('DeepOT_')).map(n => ({
+        id: n.id, type: n.type,
+        text: (n.widgets || []).find(w => w.name === 'deepot_result')?.value ?? null,
+        images: ((window.app.nodeOutputs || {})[String(n.id)]?.images || []).length}))
+        .filter(n => n.text !== null || n.images > 0)""")
+
+
 async def check_file(page, url: str, path: Path, args) -> dict:
     await close_popups(page)
     await page.evaluate("() => window.app.graph.clear()")
     page.alerts.clear()
     await drop_file(page, path)
-    result = {"file": str(path), "alerts": list(page.alerts), **await visible_popups(page)}
+    result = {"file": str(path), "alerts": list(page.alerts), "extension_errors": list(page.extension_errors),
+              **await visible_popups(page)}
     result["nodes"] = await page.evaluate("() => window.app.graph.nodes.length")
     if args.shots:
         await page.screenshot(path=str(Path(args.shots) / f"{path.stem}_dropped.png"))
@@ -129,17 +147,53 @@ async def check_file(page, url: str, path: Path, args) -> dict:
             json.dumps(prompt["workflow"], indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     unexpected = [d for d in result["dialogs"] if MISSING_MODELS_MARK not in d.lower()]
     result["missing_models_dialog"] = any(MISSING_MODELS_MARK in d.lower() for d in result["dialogs"])
-    result["unexpected"] = unexpected + result["toasts"] + result["alerts"]
+    result["unexpected"] = unexpected + result["toasts"] + result["alerts"] + result["extension_errors"]
     if args.run:
         await close_popups(page)
         entry = await press_run(page, url)
         result["run"] = entry.get("status", {}).get("status_str")
         result["error"] = execution_error(entry)
         result["ui_outputs"] = {node: sorted(out) for node, out in (entry.get("outputs") or {}).items()}
+        await page.wait_for_timeout(1500)
+        result["on_canvas"] = await on_canvas(page)
         if args.shots:
-            await page.wait_for_timeout(1500)
             await page.screenshot(path=str(Path(args.shots) / f"{path.stem}_ran.png"))
+            for node in result["on_canvas"]:
+                await page.evaluate("""(id) => { const c = window.app.canvas; const n = window.app.graph.getNodeById(id);
+                    c.ds.scale = 1; c.centerOnNode(n); c.setDirty(true, true); }""", node["id"])
+                if node["images"]:  # previews load in the background
+                    await page.wait_for_function("(id) => (window.app.graph.getNodeById(id).imgs || []).length",
+                                                 arg=node["id"], timeout=15_000)
+                await page.wait_for_timeout(600)
+                await page.screenshot(path=str(Path(args.shots) / f"{path.stem}_node{node['id']}.png"))
     return result
+
+
+async def check_help_page(page, display_name: str) -> dict:
+    """Open a node's help page from the node library, as a user clicks its "?" button; what the frontend fetched."""
+    fetched = []
+    listener = lambda r: fetched.append((r.status, r.url.split("/extensions/", 1)[-1])) if "/docs/" in r.url else None
+    page.on("response", listener)
+    if not await page.locator("input[placeholder*='Search']").count():
+        await page.get_by_role("button", name="Node Library (n)").first.click()
+        await page.wait_for_timeout(1000)
+    await page.locator("input[placeholder*='Search']").first.fill(display_name)
+    await page.wait_for_timeout(1200)
+    leaf = page.locator(".tree-leaf", has=page.get_by_text(display_name, exact=True)).first
+    await leaf.hover()
+    await leaf.locator(".help-button").click()
+    await page.wait_for_timeout(1500)
+    heading = await page.evaluate("""(name) => [...document.querySelectorAll('h1')].some(h => h.innerText.trim() === name)""",
+                                  display_name)
+    page.remove_listener("response", listener)
+    return {"node": display_name, "fetched": fetched, "shown": heading}
+
+
+async def close_help_page(page) -> None:
+    back = page.locator("button:has(.pi-arrow-left)")
+    if await back.count():
+        await back.first.click()
+        await page.wait_for_timeout(500)
 
 
 async def main_async(args) -> int:
@@ -155,19 +209,29 @@ async def main_async(args) -> int:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
         page = await open_app(browser, url)
+        for name in args.help_pages:
+            result = await check_help_page(page, name)
+            failed += not (result["shown"] and any(status == 200 for status, _ in result["fetched"]))
+            print(json.dumps(result, ensure_ascii=False), flush=True)
+            if args.shots:
+                await page.screenshot(path=str(Path(args.shots) / f"help_{name.replace(' ', '_')}.png"))
+            await close_help_page(page)
         for name in args.files:
             result = await check_file(page, url, Path(name), args)
             bad = bool(result["unexpected"]) or (args.run and result.get("run") != "success")
             failed += bad
             print(json.dumps(result, ensure_ascii=False), flush=True)
         await browser.close()
-    print(f"{len(args.files) - failed} of {len(args.files)} files dropped and ran cleanly", file=sys.stderr)
+    checked = len(args.files) + len(args.help_pages)
+    print(f"{checked - failed} of {checked} checks clean", file=sys.stderr)
     return 1 if failed else 0
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("files", nargs="+", help="workflow .json files (UI or API format)")
+    parser.add_argument("files", nargs="*", help="workflow .json files (UI or API format)")
+    parser.add_argument("--help-pages", nargs="*", default=[], metavar="NODE",
+                        help="display names of nodes whose node-library help page to open")
     parser.add_argument("--url", default="http://127.0.0.1:8188")
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--run", action="store_true", help="press Run and wait for the result")
