@@ -90,7 +90,8 @@ class SaveLatentTransport(io.ComfyNode):
         return io.Schema(
             node_id="DeepOT_SaveLatentTransport", display_name=SAVE_NAME, category=CATEGORY,
             description=("Saves a transport as models/latent_transport/<filename>.safetensors (safe to share: no "
-                         "pickles). An existing file is never replaced unless 'overwrite' is on."),
+                         "pickles). An existing file is never replaced unless 'overwrite' is on. The path shows on "
+                         "the node."),
             inputs=[
                 Transport.Input("transport", tooltip="The transport to save (from Fit Latent Transport)."),
                 io.String.Input("filename", default="latent_transport",

@@ -17,14 +17,23 @@ import torch.nn.functional as F
 MAX_TILE = 256
 #: Most image rows shown; a note under the sheet says how many were left out.
 MAX_ROWS = 8
-#: Height of a caption strip, the gap between tiles (pixels), and the colours (0..255).
-CAPTION_HEIGHT, GAP = 20, 4
+#: Gap between tiles (pixels), smallest and largest caption font (pixels), and the colours (0..255).
+GAP, MIN_FONT, MAX_FONT = 4, 12, 28
 BACKGROUND, CAPTION_COLOUR = (24, 24, 24), (235, 235, 235)
 
 
 def caption(value: float) -> str:
     """The label of one column: ``p = 0.5``."""
     return f"p = {value:g}"
+
+
+def font_size(tile_w: int) -> int:
+    """Captions grow with the tiles, so they stay readable when the canvas shrinks the sheet to the node."""
+    return max(MIN_FONT, min(MAX_FONT, tile_w // 10))
+
+
+def caption_height(tile_w: int) -> int:
+    return font_size(tile_w) + 8
 
 
 def _font(size: int):
@@ -51,9 +60,10 @@ def _tiles(images: torch.Tensor) -> torch.Tensor:
 
 def layout(columns: int, rows: int, tile_h: int, tile_w: int, note: bool = False):
     """Sheet width, height and the (top, left) corner of every tile, row-major; its caption sits just above."""
-    corners = [(GAP + row * (CAPTION_HEIGHT + tile_h + GAP) + CAPTION_HEIGHT, GAP + col * (tile_w + GAP))
+    caption = caption_height(tile_w)
+    corners = [(GAP + row * (caption + tile_h + GAP) + caption, GAP + col * (tile_w + GAP))
                for row in range(rows) for col in range(columns)]
-    height = rows * (CAPTION_HEIGHT + tile_h) + (rows + 1) * GAP + (CAPTION_HEIGHT if note else 0)
+    height = rows * (caption + tile_h) + (rows + 1) * GAP + (caption if note else 0)
     return columns * tile_w + (columns + 1) * GAP, height, corners
 
 
@@ -70,15 +80,14 @@ def sweep_sheet(images: torch.Tensor, values: Sequence[float]) -> torch.Tensor:
     shown = images.view(columns, batch, *images.shape[1:])[:, :rows].transpose(0, 1).reshape(-1, *images.shape[1:])
     tiles = _tiles(shown).numpy()
     note = batch > rows
-    width, height, corners = layout(columns, rows, *tiles.shape[1:3], note=note)
+    tile_h, tile_w = tiles.shape[1:3]
+    width, height, corners = layout(columns, rows, tile_h, tile_w, note=note)
     sheet = Image.new("RGB", (width, height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
-    font = _font(CAPTION_HEIGHT - 6)
+    font, strip = _font(font_size(tile_w)), caption_height(tile_w)
     for index, (top, left) in enumerate(corners):
-        draw.text((left + 2, top - CAPTION_HEIGHT + 2), caption(values[index % columns]), fill=CAPTION_COLOUR,
-                  font=font)
+        draw.text((left + 2, top - strip + 3), caption(values[index % columns]), fill=CAPTION_COLOUR, font=font)
         sheet.paste(Image.fromarray(tiles[index]), (left, top))
     if note:
-        draw.text((GAP + 2, height - CAPTION_HEIGHT + 2), f"first {rows} of {batch} images",
-                  fill=CAPTION_COLOUR, font=font)
+        draw.text((GAP + 2, height - strip + 3), f"first {rows} of {batch} images", fill=CAPTION_COLOUR, font=font)
     return torch.from_numpy(np.asarray(sheet, dtype=np.float32) / 255.0).unsqueeze(0)

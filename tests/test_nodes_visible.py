@@ -65,7 +65,7 @@ def test_every_tile_is_captioned_with_its_own_value():
     values = [0.0, 0.5, 1.0, 2.0]
     sheet = sp.sweep_sheet(images(4, batch=3 * len(values), size=40), values)[0]
     _, _, corners = sp.layout(len(values), 3, 40, 40)
-    strips = [sheet[top - sp.CAPTION_HEIGHT:top, left:left + 40] for top, left in corners]
+    strips = [sheet[top - sp.caption_height(40):top, left:left + 40] for top, left in corners]
     background = torch.tensor(sp.BACKGROUND) / 255
     for strip in strips:
         assert ((strip - background).abs().sum(-1) > 0.5).sum() > 15  # text was drawn
@@ -78,13 +78,21 @@ def test_every_tile_is_captioned_with_its_own_value():
     assert [sp.caption(v) for v in values] == ["p = 0", "p = 0.5", "p = 1", "p = 2"]
 
 
+def test_captions_grow_with_the_tiles_so_they_stay_readable_on_the_node():
+    sp = sheet_module()
+    assert sp.font_size(40) == sp.MIN_FONT < sp.font_size(160) < sp.font_size(sp.MAX_TILE) <= sp.MAX_FONT
+    small, large = (sp.sweep_sheet(images(6, batch=2, size=size), [0.0, 1.0])[0] for size in (40, 256))
+    ink = lambda strip: ((strip - torch.tensor(sp.BACKGROUND) / 255).abs().sum(-1) > 0.5).sum()
+    assert ink(large[:sp.caption_height(256)]) > 2 * ink(small[:sp.caption_height(40)])
+
+
 def test_sheet_shrinks_large_images_limits_rows_and_says_so():
     sp = sheet_module()
     big = images(5, batch=2 * (sp.MAX_ROWS + 3), size=600, channels=4)  # RGBA, 11 images × 2 values
     sheet = sp.sweep_sheet(big, [0.0, 1.0])[0]
     width, height, _ = sp.layout(2, sp.MAX_ROWS, sp.MAX_TILE, sp.MAX_TILE, note=True)
     assert sheet.shape == (height, width, 3)
-    note = sheet[-sp.CAPTION_HEIGHT:]
+    note = sheet[-sp.caption_height(sp.MAX_TILE):]
     assert ((note - torch.tensor(sp.BACKGROUND) / 255).abs().sum(-1) > 0.5).any()
     grey = sp.sweep_sheet(torch.rand(2, 16, 16, 1), [0.0, 1.0])[0]
     assert grey.shape[-1] == 3
