@@ -2,6 +2,9 @@
 
 No ComfyUI needed: core nodes are described in ``workflow_tools.CORE_NODES``;
 ``test_example_workflows_comfyui.py`` runs the API twins in a real ComfyUI.
+Two kinds of example: stock ones run on any install (``pixel_space``,
+``example.png``); the real-model ones use KAIR's DnCNN and madebyollin's tiny
+autoencoders and declare those files for ComfyUI's missing-models dialog.
 """
 import copy
 from pathlib import Path
@@ -13,8 +16,22 @@ import workflow_tools as wt
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
 WORKFLOWS = sorted(EXAMPLES.glob("*.json"))
-#: The examples the docs promise (issue 4 / 6); more may be added.
-REQUIRED = {"deepot_few_shot_calibration", "deepot_zero_shot", "deepot_reuse"}
+#: The examples the docs promise (issues 4, 6, 11); more may be added.
+REQUIRED = {"deepot_few_shot_calibration", "deepot_zero_shot", "deepot_reuse", "deepot_denoise_dncnn_taesd",
+            "deepot_denoise_dncnn_taef1", "deepot_reuse_dncnn_taesd"}
+#: Examples that run with nothing installed.
+STOCK = sorted(p for p in WORKFLOWS if p.stem in {"deepot_few_shot_calibration", "deepot_zero_shot", "deepot_reuse",
+                                                  "deepot_full_recipe_unpaired"})
+#: Real-model denoising examples: their latent space, and the transport file each saves.
+DENOISE = {"deepot_denoise_dncnn_taesd": ("taesd", "deepot_dncnn_taesd"),
+           "deepot_denoise_dncnn_taef1": ("taef1", "deepot_dncnn_taef1")}
+MODEL_EXAMPLES = sorted(p for p in WORKFLOWS if p not in STOCK)
+#: Where the files come from: KAIR's release, madebyollin's repository (which holds .pth files only).
+DNCNN = {"name": "dncnn_color_blind.pth", "directory": "upscale_models",
+         "url": "https://github.com/cszn/KAIR/releases/download/v1.0/dncnn_color_blind.pth"}
+TAESD_URL = "https://github.com/madebyollin/taesd/raw/main/{}"
+#: Where the examples expect the user's photos (a subfolder of ComfyUI/input).
+PHOTO_FOLDER = "deepot_photos"
 #: Thumbnails are shown by the template browser: keep them small.
 MAX_THUMBNAIL_BYTES = 200_000
 #: Loader nodes that need a downloaded model: the examples must run without any of them.
@@ -76,7 +93,11 @@ def test_workflow_converts_to_a_complete_api_prompt(path, definitions):
     assert any(definitions[n["class_type"]].output_node for n in prompt.values())
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+def test_at_least_two_examples_run_on_a_stock_install():
+    assert len(STOCK) >= 2 and len(MODEL_EXAMPLES) >= 3
+
+
+@pytest.mark.parametrize("path", STOCK, ids=lambda p: p.stem)
 def test_workflow_runs_with_nothing_but_a_vae(path):
     workflow = wt.load(path)
     assert not {n["type"] for n in workflow["nodes"]} & MODEL_LOADERS
@@ -140,6 +161,69 @@ def test_reuse_loads_the_file_the_few_shot_example_saves():
     assert wt.linked_inputs(reuse, apply)["transport"][0] is load
 
 
+# ---------------------------------------------------- examples on real models
+def declared_models(node: dict) -> list:
+    return (node.get("properties") or {}).get("models") or []
+
+
+def vae_files(vae: str) -> list:
+    return [{"name": f"{vae}_{part}.pth", "url": TAESD_URL.format(f"{vae}_{part}.pth"), "directory": "vae_approx"}
+            for part in ("encoder", "decoder")]
+
+
+@pytest.mark.parametrize("path", MODEL_EXAMPLES, ids=lambda p: p.stem)
+def test_every_model_loader_says_where_its_files_come_from(path):
+    """ComfyUI's template metadata: name, url, directory on the loader, and in the workflow's own list."""
+    workflow = wt.load(path)
+    loaders = wt.nodes_of(workflow, "UpscaleModelLoader") + wt.nodes_of(workflow, "VAELoader")
+    assert len(loaders) == 2
+    for node in wt.nodes_of(workflow, "UpscaleModelLoader"):
+        # the frontend reads a loader's models whose name is one of its widget values
+        assert declared_models(node) == [DNCNN] and node["widgets_values"] == [DNCNN["name"]]
+    for node in wt.nodes_of(workflow, "VAELoader"):
+        (vae,) = node["widgets_values"]
+        assert declared_models(node) == vae_files(vae)  # the files Load VAE lists as `vae`
+    # a VAE's files are not widget values, so the workflow-level list (read as is) must carry them
+    assert workflow["models"] == [m for node in loaders for m in declared_models(node)]
+
+
+@pytest.mark.parametrize("name", sorted(DENOISE))
+def test_denoising_examples_fit_dncnn_pairs_of_a_photo_folder(name):
+    workflow = example(name)
+    vae, saved = DENOISE[name]
+    assert [n["widgets_values"][0] for n in wt.nodes_of(workflow, "VAELoader")] == [vae]
+    (folder,) = wt.nodes_of(workflow, "DeepOT_LoadImageFolder")
+    assert folder["widgets_values"][0] == PHOTO_FOLDER
+    fit = only(workflow, "DeepOT_FitLatentTransport")
+    inputs = wt.linked_inputs(workflow, fit)
+    natural_path = wt.upstream_types(workflow, inputs["natural"][0])
+    restored_path = wt.upstream_types(workflow, inputs["restored"][0])
+    assert "DeepOT_LoadImageFolder" in natural_path and "ImageUpscaleWithModel" not in natural_path
+    assert {"DeepOT_LoadImageFolder", "DeepOT_DegradeImage", "ImageUpscaleWithModel",
+            "UpscaleModelLoader"} <= restored_path
+    # the photo the transport is shown on is held out of the fit
+    blend = only(workflow, "DeepOT_PDBlend")
+    shown = wt.linked_inputs(workflow, blend)["restored"][0]
+    calibration = [wt.linked_inputs(workflow, inputs[key][0])["pixels"][0] for key in ("natural", "restored")]
+    assert shown["type"] == "ImageFromBatch" and shown["widgets_values"] == [0, 1]
+    assert all(n["type"] == "ImageFromBatch" and n["widgets_values"][0] >= 1 for n in calibration)
+    save = only(workflow, "DeepOT_SaveLatentTransport")
+    assert save["widgets_values"] == [saved, True]
+    note = only(workflow, "Note")["widgets_values"][0]
+    assert f"ComfyUI/input/{PHOTO_FOLDER}" in note and DNCNN["url"] in note and "madebyollin/taesd" in note
+    assert blend["widgets_values"][2]  # a perceptions sweep: the labelled sheet shows on the node
+
+
+def test_real_model_reuse_applies_the_file_the_taesd_example_saves():
+    reuse = example("deepot_reuse_dncnn_taesd")
+    load = only(reuse, "DeepOT_LoadLatentTransport")
+    assert load["widgets_values"] == [DENOISE["deepot_denoise_dncnn_taesd"][1] + ".safetensors"]
+    assert [n["widgets_values"][0] for n in wt.nodes_of(reuse, "VAELoader")] == ["taesd"]  # the VAE it was fitted in
+    blend = only(reuse, "DeepOT_PDBlend")
+    assert wt.linked_inputs(reuse, blend)["restored"][0]["type"] == "ImageUpscaleWithModel"
+    assert "deepot_denoise_dncnn_taesd" in only(reuse, "Note")["widgets_values"][0]
+
+
 # ------------------------------------------------- the checker itself can fail
 def _node(workflow, node_type):
     return wt.nodes_of(workflow, node_type)[0]
@@ -155,6 +239,8 @@ MUTATIONS = {
                   "not one of"),
     "model VAE not on a stock install": (lambda w: _node(w, "VAELoader")["widgets_values"].__setitem__(
         0, "sdxl_vae.safetensors"), "stock install"),
+    "model without download metadata": (lambda w: _node(w, "VAELoader").__setitem__(
+        "widgets_values", ["taesd"]), "declare the model"),
     "bad seed control": (lambda w: _node(w, "DeepOT_DegradeImage")["widgets_values"].__setitem__(8, "random"),
                          "control_after_generate"),
     "unknown node": (lambda w: _node(w, "VAEDecode").__setitem__("type", "VAEDecodeTiledX"), "unknown node type"),

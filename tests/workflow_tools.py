@@ -28,10 +28,13 @@ CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
 CONTROL_NAMES = ("seed", "noise_seed")
 #: Value the frontend stores for the upload button of an ``image_upload`` combo.
 UPLOAD_VALUE = "image"
-#: Combos whose options are files on the user's machine, and the values every install offers.
+#: Combos whose options are files on the user's machine, and the values every install offers. Any other
+#: value is a model the user must download: the node has to declare it in ``properties.models``
+#: (ComfyUI's template metadata, which the frontend's missing-models dialog reads).
 STOCK_COMBO_VALUES = {
     ("LoadImage", "image"): {"example.png"},  # shipped in ComfyUI's input folder
     ("VAELoader", "vae_name"): {"pixel_space"},  # the identity VAE, always listed
+    ("UpscaleModelLoader", "model_name"): set(),
 }
 #: Values the frontend adds to the API prompt for widgets it never stores in ``widgets_values``.
 API_ONLY_INPUTS = {"PreviewAny": {"preview": ""}}
@@ -70,6 +73,10 @@ CORE_NODES = {
                                "sigma": ("FLOAT", {"default": 1.0, "min": 0.1, "max": 10.0, "step": 0.1})},
                   "output": ["IMAGE"], "display": "ImageBlur"},
     "VAELoader": {"required": {"vae_name": (["pixel_space"],)}, "output": ["VAE"], "display": "Load VAE"},
+    "UpscaleModelLoader": {"required": {"model_name": ("COMBO", {"options": []})}, "output": ["UPSCALE_MODEL"],
+                           "display": "Load Upscale Model"},
+    "ImageUpscaleWithModel": {"required": {"upscale_model": ("UPSCALE_MODEL", {}), "image": _IMAGE},
+                              "output": ["IMAGE"], "display": "Upscale Image (using Model)"},
     "VAEEncode": {"required": {"pixels": _IMAGE, "vae": _VAE}, "output": ["LATENT"], "display": "VAE Encode"},
     "VAEDecode": {"required": {"samples": _LATENT, "vae": _VAE}, "output": ["IMAGE"], "display": "VAE Decode"},
     "SaveImage": {"required": {"images": _IMAGE, "filename_prefix": ("STRING", {"default": "ComfyUI"})},
@@ -165,7 +172,8 @@ def _where(node: dict) -> str:
     return f"node {node.get('id')} ({node.get('type')}{', ' + repr(node['title']) if node.get('title') else ''})"
 
 
-def _check_value(report: Report, where: str, node_type: str, spec: Input, value) -> None:
+def _check_value(report: Report, where: str, node_type: str, spec: Input, value, declared=()) -> None:
+    """One widget value against its input; ``declared``: model file names the node's metadata lists."""
     kind = spec.type_name
     opts = spec.options
     if value is None:
@@ -193,9 +201,10 @@ def _check_value(report: Report, where: str, node_type: str, spec: Input, value)
             if not (isinstance(value, str) and value.endswith(FILE_COMBOS[key])):
                 report.add(f"{where}: {spec.name}={value!r} is not a {FILE_COMBOS[key]} file name")
         elif key in STOCK_COMBO_VALUES:
-            if value not in STOCK_COMBO_VALUES[key]:
+            if value not in STOCK_COMBO_VALUES[key] and not declared:
                 report.add(f"{where}: {spec.name}={value!r} is not available on a stock install "
-                           f"(use one of {sorted(STOCK_COMBO_VALUES[key])})")
+                           f"(use one of {sorted(STOCK_COMBO_VALUES[key])}, or declare the model's download "
+                           "in the node's properties.models)")
         elif value not in list(spec.kind):
             report.add(f"{where}: {spec.name}={value!r} is not one of {list(spec.kind)}")
         return
@@ -228,9 +237,10 @@ def widget_values(node: dict, definition: NodeDef, report: Report, saved_before:
                    f"({', '.join(i.name for i in widgets)})")
         return {}
     named, pos = {spec.name: spec.options["default"] for spec in missing}, 0
+    declared = [m.get("name") for m in (node.get("properties") or {}).get("models") or [] if isinstance(m, dict)]
     for spec in stored:
         named[spec.name] = values[pos]
-        _check_value(report, where, definition.name, spec, values[pos])
+        _check_value(report, where, definition.name, spec, values[pos], declared)
         if spec.widget_count == 2:
             extra = values[pos + 1]
             if spec.type_name == "INT" and extra not in CONTROL_VALUES:
