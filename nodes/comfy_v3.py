@@ -189,7 +189,7 @@ class _Schema:
                 "output_name": [o.display_name or o.io_type for o in outputs],
                 "output_tooltips": [o.tooltip or None for o in outputs],
                 "name": self.node_id, "display_name": self.display_name, "description": self.description,
-                "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", None) or "nodes",
+                "python_module": getattr(cls, "RELATIVE_PYTHON_MODULE", "nodes"),
                 "category": self.category, "output_node": self.is_output_node,
                 "deprecated": self.is_deprecated, "experimental": self.is_experimental, "api_node": self.is_api_node}
 

@@ -122,9 +122,11 @@ def test_without_comfyui_the_pack_imports_silently_on_the_stand_in():
         pack = node_harness.load_pack()
         v3 = pack.nodes.comfy_v3
         print(json.dumps({"records": records, "standin": v3.STANDIN, "missing": v3.MISSING,
-                          "entry": hasattr(pack, "comfy_entrypoint"), "nodes": len(node_harness.node_classes())}))
+                          "entry": hasattr(pack, "comfy_entrypoint"), "v1": hasattr(pack, "NODE_CLASS_MAPPINGS"),
+                          "nodes": len(node_harness.node_classes())}))
     """)
-    assert result == {"records": [], "standin": True, "missing": None, "entry": True, "nodes": 8}
+    # V3 only: ComfyUI's loader would take NODE_CLASS_MAPPINGS first if the pack exported it
+    assert result == {"records": [], "standin": True, "missing": None, "entry": True, "v1": False, "nodes": 8}
 
 
 def test_a_comfyui_without_the_pinned_api_gets_one_clear_log_line():
