@@ -1,51 +1,271 @@
-"""Transport files: safetensors only (never pickle), validated on load, written atomically.
+"""Transport files: safetensors only (never pickle), checked completely on load, written atomically.
 
-Layout: float64 tensors ``target.{count,mean,scatter,skipped}``, the same for
-``source`` (absent for zero-shot), and ``map.{matrix,mean_source,mean_target}``;
-metadata ``format``/``format_version`` plus one JSON document with patch size,
-channels, eps, counts, W2 diagnostics, creation time, package version, user
-metadata and a SHA-256 of every tensor, so a damaged or edited file is refused.
+Tensors ``target.{count,mean,scatter,skipped}``, the same for ``source`` (absent for
+zero-shot) and ``map.{matrix,mean_source,mean_target}``, float64 except the int64
+``skipped``; safetensors metadata ``format``, ``format_version``, ``deepot`` (one JSON
+document: patch size, channels, eps, creation time, diagnostics, user metadata and
+the SHA-256 of the tensors) and ``deepot_sha256`` (the SHA-256 of that document), so
+a damaged or edited file is refused. docs/transport_format.md is the full specification.
 """
 import datetime as _dt
 import hashlib
 import json
 import os
-import struct
+import re
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
-from .constants import FILE_FORMAT_NAME, FILE_FORMAT_VERSION
+from .constants import FILE_FORMAT_NAME, FILE_FORMAT_VERSION, MAX_FEATURE_DIM
 from .errors import TransportFileError, TransportInputError
 from .gaussian_ot import GaussianMap
+from .safetensors_reader import (MAX_FILE_BYTES, MAX_HEADER_BYTES, Header, decode, file_error, read_bytes,
+                                 read_header)
 from .statistics import PatchStatistics
 from .validation import check_patch_size
 
-#: Largest safetensors header we read; ours are a few KiB. Guards against absurd header lengths.
-MAX_HEADER_BYTES = 1 << 20
-#: Largest transport file we open (D ≤ 4096 → about 400 MiB of float64 matrices).
-MAX_FILE_BYTES = 1 << 30
+__all__ = ["save_transport", "load_transport", "read_metadata", "MAX_FILE_BYTES", "MAX_HEADER_BYTES"]
+
 STAT_KEYS = ("count", "mean", "scatter", "skipped")
 MAP_KEYS = ("matrix", "mean_source", "mean_target")
+#: safetensors metadata keys: the JSON document, and its SHA-256 (absent in files written before issue 9).
+DOCUMENT_KEY, DOCUMENT_SHA_KEY = "deepot", "deepot_sha256"
+#: The torch dtype names the tensor checksum hashes, per safetensors dtype of a transport's tensors.
+CHECKSUM_DTYPE_NAMES = {"F64": "torch.float64", "I64": "torch.int64"}
 
 
-def _checksum(tensors: Dict[str, torch.Tensor]) -> str:
+# ----------------------------------------------------------------------------- checksums
+def _digest(parts: Iterable[Tuple[str, str, bytes]]) -> str:
+    """SHA-256 over (name UTF-8, dtype name, little-endian bytes) of every tensor, in name order."""
     digest = hashlib.sha256()
-    for name in sorted(tensors):
-        t = tensors[name].contiguous().cpu()
+    for name, dtype_name, data in sorted(parts, key=lambda part: part[0]):
         digest.update(name.encode())
-        digest.update(str(t.dtype).encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # raw bytes: any dtype, even bf16
+        digest.update(dtype_name.encode())
+        digest.update(data)
     return digest.hexdigest()
 
 
-def _package_version() -> str:
-    from . import __version__
-    return __version__
+def _checksum(tensors: Dict[str, torch.Tensor]) -> str:
+    """The tensor checksum of in-memory tensors (any dtype, even bf16: their raw bytes)."""
+    return _digest((name, str(t.dtype), t.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+                   for name, t in tensors.items())
 
 
+def _document_sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ------------------------------------------------------------------- the JSON document
+def _integer(value):
+    if type(value) is not int:
+        raise ValueError(f"{value!r} is not an integer")
+    return value
+
+
+def _channels(value):
+    if not 0 < _integer(value) <= MAX_FEATURE_DIM:
+        raise ValueError(f"{value} channels is out of range")
+    return value
+
+
+def _eps(value):
+    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"eps {value!r} is not a number in 0..1")
+    return float(value)
+
+
+def _boolean(value):
+    if type(value) is not bool:
+        raise ValueError(f"{value!r} is not true or false")
+    return value
+
+
+def _timestamp(value):
+    if type(value) not in (int, float) or not abs(value) < 1e11:  # also refuses NaN; 1e11 s ≈ year 5000
+        raise ValueError(f"{value!r} is not a time stamp")
+    return float(value)
+
+
+def _hex_digest(value):
+    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
+        raise ValueError(f"{value!r} is not a SHA-256")
+    return value
+
+
+def _json_object(value):
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"user metadata is a {type(value).__name__}, not a JSON object")
+    return value
+
+
+_REQUIRED = object()
+#: What the loader takes from the document: field → (check, default); ``_REQUIRED`` fields must be present.
+#: Versioning rule (docs/transport_format.md): a new format version may only *add* fields, each with a
+#: default meaning "what older files did", so every older file keeps loading; a field is never removed
+#: or given a new meaning. To add one: a check and a default here, then pass it on in ``_build``.
+DOCUMENT_FIELDS = {
+    "patch_size": (check_patch_size, _REQUIRED),
+    "channels": (_channels, _REQUIRED),
+    "eps": (_eps, _REQUIRED),
+    "zero_shot": (_boolean, _REQUIRED),
+    "created": (_timestamp, _REQUIRED),
+    "sha256": (_hex_digest, _REQUIRED),
+    "user": (_json_object, {}),
+}
+
+
+def _no_duplicates(pairs):
+    keys = [k for k, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise ValueError("duplicate key")
+    return dict(pairs)
+
+
+def _document(header: Header, name: str) -> Dict:
+    """The JSON document of a file whose header passed ``read_header``: our format, a version we read, intact."""
+    meta = header.metadata
+    if meta.get("format") != FILE_FORMAT_NAME:
+        raise file_error("foreign", f"{name} is a safetensors file but not a DeepOT latent transport (a model or "
+                                    "LoRA?); load a file written by Save Latent Transport.")
+    version = meta.get("format_version", "")
+    if not re.fullmatch(r"[1-9][0-9]{0,8}", version):
+        raise file_error("version", f"{name} has an unreadable format version {version[:20]!r}; the file is damaged.")
+    if int(version) > FILE_FORMAT_VERSION:
+        raise file_error("version", f"{name} was written by a newer DeepOT (format {version}, this one reads "
+                                    f"{FILE_FORMAT_VERSION}); update the pack.")
+    text = meta.get(DOCUMENT_KEY)
+    if not isinstance(text, str):
+        raise file_error("metadata", f"{name} lacks its metadata document; the file is damaged.")
+    if DOCUMENT_SHA_KEY in meta and meta[DOCUMENT_SHA_KEY] != _document_sha(text):
+        raise file_error("checksum", f"{name} is damaged: its metadata does not match its checksum.")
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
+        raise file_error("metadata", f"{name} has damaged metadata (not JSON).") from None
+    if not isinstance(document, dict):
+        raise file_error("metadata", f"{name} has damaged metadata (not a JSON object).")
+    return document
+
+
+def _fields(document: Dict, name: str) -> Dict:
+    """Every field of ``DOCUMENT_FIELDS``, checked, with defaults for the optional ones an older file lacks."""
+    out = {}
+    for key, (check, default) in DOCUMENT_FIELDS.items():
+        if key not in document:
+            if default is _REQUIRED:
+                raise file_error("metadata", f"{name} has incomplete metadata (no {key!r}); the file is damaged.")
+            out[key] = default
+            continue
+        try:
+            out[key] = check(document[key])
+        except (ValueError, TypeError) as exc:
+            raise file_error("metadata", f"{name} has invalid metadata {key!r} ({exc}); the file is damaged.") from None
+    if out["channels"] * out["patch_size"] ** 2 > MAX_FEATURE_DIM:
+        raise file_error("metadata", f"{name} claims D = {out['channels']}·{out['patch_size']}² features, more than "
+                                     f"{MAX_FEATURE_DIM}; the file is damaged.")
+    return out
+
+
+# ---------------------------------------------------------------------------- tensors
+def _layout(fields: Dict) -> Dict[str, Tuple[str, tuple]]:
+    """name → (safetensors dtype, shape) of exactly the tensors a transport with these fields holds."""
+    dim = fields["channels"] * fields["patch_size"] ** 2
+    shapes = {"count": (1,), "mean": (dim,), "scatter": (dim, dim), "skipped": (1,)}
+    out = {}
+    for prefix in ["target"] + ([] if fields["zero_shot"] else ["source"]):
+        out.update({f"{prefix}.{k}": ("I64" if k == "skipped" else "F64", shapes[k]) for k in STAT_KEYS})
+    if not fields["zero_shot"]:
+        out.update({"map.matrix": ("F64", (dim, dim)), "map.mean_source": ("F64", (dim,)),
+                    "map.mean_target": ("F64", (dim,))})
+    return out
+
+
+def _check_layout(header: Header, fields: Dict, name: str) -> None:
+    expected = _layout(fields)
+    for key in sorted(set(header.tensors) - set(expected)):
+        raise file_error("tensors", f"{name} holds tensor {key!r}, which this transport should not have; the file "
+                                    "was edited or is not a transport file.")
+    for key, (dtype, shape) in expected.items():
+        entry = header.tensors.get(key)
+        if entry is None:
+            raise file_error("tensors", f"{name} lacks tensor {key!r}: damaged or not a transport file.")
+        if entry.dtype != dtype:
+            wanted = "float64" if dtype == "F64" else "int64"
+            raise file_error("tensors", f"{name}: tensor {key!r} is {entry.dtype}, expected {dtype} ({wanted}); "
+                                        "not a file written by this pack.")
+        if entry.shape != shape:
+            raise file_error("tensors", f"{name}: tensor {key!r} has shape {entry.shape}, expected {shape}; the "
+                                        "file is damaged.")
+
+
+def _build(path: Path, fields: Dict, tensors: Dict[str, torch.Tensor]):
+    from .transport import LatentTransport
+
+    p, c = fields["patch_size"], fields["channels"]
+    stats = {prefix: PatchStatistics.from_state_tensors(tensors, prefix, p, c)
+             for prefix in ("target", "source") if f"{prefix}.count" in tensors}
+    fitted = None
+    if not fields["zero_shot"]:
+        fitted = GaussianMap(matrix=tensors["map.matrix"], mean_source=tensors["map.mean_source"],
+                             mean_target=tensors["map.mean_target"])
+    try:
+        return LatentTransport(stats.get("source"), stats["target"], eps=fields["eps"], metadata=fields["user"],
+                               created=fields["created"], fitted_map=fitted)
+    except TransportInputError as exc:
+        raise file_error("statistics", f"{path.name} holds statistics that cannot be used: {exc}") from None
+
+
+# ------------------------------------------------------------------------------ reading
+def _open(path: Path):
+    if not path.exists():
+        raise file_error("missing", f"no transport file at {path}.")
+    if path.is_dir():
+        raise file_error("not_a_file", f"{path} is a directory, not a transport file.")
+    if not path.is_file():
+        raise file_error("not_a_file", f"{path} is not a regular file.")
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise file_error("unreadable", f"{path} cannot be read ({exc.strerror}); check its permissions.") from None
+
+
+def load_transport(path):
+    """Read, validate and rebuild a transport; any problem is a ``TransportFileError`` that says which.
+
+    Order: the container (``read_header``), our format and version, the document and its checksum,
+    the exact tensor layout — all before one tensor byte is read — then the tensor checksum.
+    """
+    path = Path(path)
+    with _open(path) as handle:
+        header = read_header(handle, path.name)
+        fields = _fields(_document(header, path.name), path.name)
+        _check_layout(header, fields, path.name)
+        raw = {key: read_bytes(handle, entry, path.name) for key, entry in header.tensors.items()}
+    parts = ((key, CHECKSUM_DTYPE_NAMES[header.tensors[key].dtype], data) for key, data in raw.items())
+    if _digest(parts) != fields["sha256"]:
+        raise file_error("checksum", f"{path.name} is damaged: its tensors do not match their checksum.")
+    tensors = {key: decode(header.tensors[key], data) for key, data in raw.items()}
+    for key, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise file_error("tensors", f"{path.name}: tensor {key!r} holds NaN/Inf; the file is damaged.")
+    return _build(path, fields, tensors)
+
+
+def read_metadata(path) -> Dict:
+    """The JSON document of a transport file, checked but without reading tensors (for listings and ``info``)."""
+    path = Path(path)
+    with _open(path) as handle:
+        header = read_header(handle, path.name)
+    document = _document(header, path.name)
+    _fields(document, path.name)
+    return document
+
+
+# ------------------------------------------------------------------------------ writing
 def transport_tensors(transport) -> Dict[str, torch.Tensor]:
     tensors = transport.target.state_tensors("target")
     if transport.source is not None:
@@ -67,6 +287,41 @@ def _json_safe(value):
     return value
 
 
+def _iso_time(created: float) -> str:
+    try:
+        return _dt.datetime.fromtimestamp(created, _dt.timezone.utc).isoformat()
+    except (OverflowError, ValueError, OSError):
+        return ""
+
+
+def _package_version() -> str:
+    from . import __version__
+    return __version__
+
+
+def _header(transport, tensors: Dict[str, torch.Tensor], user: Dict) -> Dict[str, str]:
+    document = {
+        "patch_size": transport.patch_size, "channels": transport.channels, "eps": transport.eps,
+        "zero_shot": transport.zero_shot, "created": transport.created, "created_iso": _iso_time(transport.created),
+        "package_version": _package_version(), "diagnostics": _json_safe(transport.diagnostics),
+        "user": user, "sha256": _checksum(tensors),
+    }
+    text = json.dumps(document, sort_keys=True)
+    return {"format": FILE_FORMAT_NAME, "format_version": str(FILE_FORMAT_VERSION), DOCUMENT_KEY: text,
+            DOCUMENT_SHA_KEY: _document_sha(text)}
+
+
+def _verify_written(tmp: str, name: str) -> None:
+    """The file just written must pass the reader's header checks, so a save never makes a file load refuses."""
+    with open(tmp, "rb") as handle:
+        header_len = int.from_bytes(handle.read(8), "little")
+        if header_len > MAX_HEADER_BYTES:
+            raise TransportInputError(
+                f"the metadata makes the file header {header_len} bytes, more than the {MAX_HEADER_BYTES} a transport "
+                "file may have; store less metadata (e.g. long texts in a file of their own).")
+        _fields(_document(read_header(handle, name), name), name)
+
+
 def save_transport(transport, path, metadata: Optional[Dict] = None, overwrite: bool = False) -> Path:
     """Write ``transport`` to ``path`` through a temporary file and an atomic rename.
 
@@ -85,24 +340,18 @@ def save_transport(transport, path, metadata: Optional[Dict] = None, overwrite: 
     user = dict(transport.metadata)
     user.update(metadata or {})
     try:
-        json.dumps(user)
-    except (TypeError, ValueError) as exc:
+        json.dumps(user, sort_keys=True)  # exactly as the document is written
+    except (TypeError, ValueError, RecursionError) as exc:
         raise TransportInputError(f"metadata must be JSON-serialisable: {exc}") from None
     tensors = transport_tensors(transport)
-    document = {
-        "patch_size": transport.patch_size, "channels": transport.channels, "eps": transport.eps,
-        "zero_shot": transport.zero_shot, "created": transport.created,
-        "created_iso": _dt.datetime.fromtimestamp(transport.created, _dt.timezone.utc).isoformat(),
-        "package_version": _package_version(), "diagnostics": _json_safe(transport.diagnostics),
-        "user": user, "sha256": _checksum(tensors),
-    }
-    header = {"format": FILE_FORMAT_NAME, "format_version": str(FILE_FORMAT_VERSION),
-              "deepot": json.dumps(document, sort_keys=True)}
+    header = _header(transport, tensors, user)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata=header)
+        _verify_written(tmp, path.name)
+        os.chmod(tmp, 0o644)  # mkstemp makes files only their owner can read; a transport is meant to be shared
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         if overwrite:
@@ -120,140 +369,3 @@ def save_transport(transport, path, metadata: Optional[Dict] = None, overwrite: 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
-
-
-def _sniff(path: Path) -> None:
-    """Refuse what is not a plausible safetensors file before any parser sees it."""
-    if not path.exists():
-        raise TransportFileError(f"no transport file at {path}.")
-    if path.is_dir():
-        raise TransportFileError(f"{path} is a directory, not a transport file.")
-    if not path.is_file():
-        raise TransportFileError(f"{path} is not a regular file.")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise TransportFileError(f"{path.name} is {size} bytes, too large to be a transport file.")
-    with open(path, "rb") as handle:
-        head = handle.read(16)
-    if size < 10:
-        raise TransportFileError(f"{path.name} is empty or truncated ({size} bytes); save the transport again.")
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise TransportFileError(
-            f"{path.name} is a pickle/PyTorch checkpoint renamed .safetensors, not a transport file; "
-            "DeepOT never unpickles files. Fit and save a transport with this pack.")
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if header_len > MAX_HEADER_BYTES or header_len > size - 8:
-        raise TransportFileError(
-            f"{path.name} has a header length of {header_len} bytes for a {size}-byte file: damaged or not "
-            "a safetensors file.")
-    if head[8:9] != b"{":
-        raise TransportFileError(f"{path.name} is not a safetensors file (its header is not JSON).")
-
-
-def _read(path: Path):
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-            tensors = {k: handle.get_tensor(k) for k in handle.keys()}
-    except Exception as exc:  # the parser's own errors name byte offsets, not fixes
-        raise TransportFileError(f"{path.name} is damaged or truncated ({exc}); save the transport again.") from None
-    return header, tensors
-
-
-def _document(path: Path, header: Dict) -> Dict:
-    if header.get("format") != FILE_FORMAT_NAME:
-        raise TransportFileError(
-            f"{path.name} is a safetensors file but not a DeepOT latent transport (a model or LoRA?); "
-            "load a file written by Save Latent Transport.")
-    try:
-        version = int(header.get("format_version", ""))
-    except ValueError:
-        raise TransportFileError(f"{path.name} has an unreadable format version.") from None
-    if version > FILE_FORMAT_VERSION:
-        raise TransportFileError(
-            f"{path.name} was written by a newer DeepOT (format {version}, this one reads {FILE_FORMAT_VERSION}); "
-            "update the pack.")
-    try:
-        document = json.loads(header.get("deepot", ""))
-    except ValueError:
-        raise TransportFileError(f"{path.name} has damaged metadata (not JSON).") from None
-    if not isinstance(document, dict):
-        raise TransportFileError(f"{path.name} has damaged metadata.")
-    return document
-
-
-def _expect(tensors, name, shape, path):
-    if name not in tensors:
-        raise TransportFileError(f"{path.name} lacks tensor {name!r}: damaged or not a transport file.")
-    t = tensors[name]
-    if tuple(t.shape) != tuple(shape):
-        raise TransportFileError(
-            f"{path.name}: tensor {name!r} has shape {tuple(t.shape)}, expected {tuple(shape)}; damaged file.")
-    expected = torch.int64 if name.endswith(".skipped") else torch.float64
-    if t.dtype != expected:
-        raise TransportFileError(f"{path.name}: tensor {name!r} is {t.dtype}, expected {expected}; not our file.")
-    if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-        raise TransportFileError(f"{path.name}: tensor {name!r} holds NaN/Inf; damaged file.")
-    return t
-
-
-def load_transport(path):
-    """Read, validate and rebuild a transport; any problem is a ``TransportFileError`` that says which."""
-    from .transport import LatentTransport
-
-    path = Path(path)
-    _sniff(path)
-    header, tensors = _read(path)
-    doc = _document(path, header)
-    try:
-        patch_size = check_patch_size(doc["patch_size"])
-        channels = int(doc["channels"])
-        eps = float(doc["eps"])
-        zero_shot = bool(doc["zero_shot"])
-        created = float(doc["created"])
-        expected_sum = str(doc["sha256"])
-        user = doc.get("user") or {}
-        if not isinstance(user, dict):
-            raise TypeError(f"user metadata is a {type(user).__name__}, not a JSON object")
-    except (KeyError, TypeError, ValueError, TransportInputError) as exc:
-        raise TransportFileError(f"{path.name} has incomplete or invalid metadata ({exc}).") from None
-    if not 0 < channels <= 4096:
-        raise TransportFileError(f"{path.name} claims {channels} channels; damaged metadata.")
-    if _checksum(tensors) != expected_sum:
-        raise TransportFileError(f"{path.name} is damaged: its tensors do not match their checksum.")
-    dim = channels * patch_size ** 2
-    prefixes = ["target"] + ([] if zero_shot else ["source"])
-    stats = {}
-    for prefix in prefixes:
-        _expect(tensors, f"{prefix}.count", (1,), path)
-        _expect(tensors, f"{prefix}.mean", (dim,), path)
-        _expect(tensors, f"{prefix}.scatter", (dim, dim), path)
-        _expect(tensors, f"{prefix}.skipped", (1,), path)
-        stats[prefix] = PatchStatistics.from_state_tensors(tensors, prefix, patch_size, channels)
-    fitted = None
-    if not zero_shot:
-        fitted = GaussianMap(
-            matrix=_expect(tensors, "map.matrix", (dim, dim), path).to(torch.float64),
-            mean_source=_expect(tensors, "map.mean_source", (dim,), path).to(torch.float64),
-            mean_target=_expect(tensors, "map.mean_target", (dim,), path).to(torch.float64),
-        )
-    try:
-        return LatentTransport(stats.get("source"), stats["target"], eps=eps, metadata=user,
-                               created=created, fitted_map=fitted)
-    except TransportInputError as exc:
-        raise TransportFileError(f"{path.name} holds statistics that cannot be used: {exc}") from None
-
-
-def read_metadata(path) -> Dict:
-    """The JSON document of a transport file, without rebuilding it (for listings and ``info``)."""
-    path = Path(path)
-    _sniff(path)
-    from safetensors import safe_open
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            header = handle.metadata() or {}
-    except Exception as exc:
-        raise TransportFileError(f"{path.name} is damaged ({exc}).") from None
-    return _document(path, header)

@@ -197,8 +197,15 @@ def test_foreign_safetensors_and_bad_metadata(tmp_path, good_file):
     save_file({"weight": torch.zeros(3, 3)}, str(tmp_path / "lora.safetensors"), metadata={"ss_network": "x"})
     assert_refused(tmp_path / "lora.safetensors", "not a DeepOT")
     with safe_open(str(good_file), "pt") as f:
-        header = dict(f.metadata())
+        signed = dict(f.metadata())
+    # an edited document keeping its SHA-256 is refused for that alone; without one (files written before
+    # the document had a checksum) each field's own check must refuse it
+    from deepot_core.serialization import DOCUMENT_SHA_KEY
+    header = {k: v for k, v in signed.items() if k != DOCUMENT_SHA_KEY}
     tensors = load_file(str(good_file))
+    save_file(tensors, str(tmp_path / "signed.safetensors"),
+              metadata={**signed, "deepot": signed["deepot"].replace('"eps": ', '"eps": 1')})
+    assert_refused(tmp_path / "signed.safetensors", "metadata does not match its checksum")
     for key, value in [("deepot", "{not json"), ("deepot", "[1, 2]"), ("format_version", "x"),
                        ("format_version", "999"), ("deepot", '{"patch_size": 3}')]:
         save_file(tensors, str(tmp_path / "meta.safetensors"), metadata={**header, key: value})
