@@ -88,3 +88,19 @@ def test_golden_file_applies_as_when_it_was_written(case):
         torch.testing.assert_close(transport.apply(probe, mask=tensors["mask"]), tensors["apply_masked.1"],
                                    rtol=1e-10, atol=1e-12)
     assert not torch.equal(tensors["apply.1"], probe)  # the expected outputs are transports, not the input
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_format_documents_example_reads_the_golden_files(case):
+    """docs/transport_format.md's plain safetensors + json example: its checksums and its map are right."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "transport_format.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    path = GOLDEN / f"{case}.transport.safetensors"
+    namespace = {}
+    exec(code.replace('"my_transport.safetensors"', repr(str(path))), namespace)  # its asserts check the sums
+    transport = LatentTransport.load(path)
+    torch.testing.assert_close(torch.from_numpy(namespace["target_cov"]), transport.target.covariance)
+    if not transport.zero_shot:
+        latent = torch.from_numpy(namespace["latent"])[None]
+        torch.testing.assert_close(torch.from_numpy(namespace["transported"])[None], transport.apply(latent),
+                                   rtol=1e-9, atol=1e-11)

@@ -31,6 +31,7 @@ EXAMPLES = int(os.environ.get("DEEPOT_ROUNDTRIP_EXAMPLES", "120"))
 MAX_DIM = min(int(os.environ.get("DEEPOT_ROUNDTRIP_MAX_DIM", "512")), MAX_FEATURE_DIM)
 #: Low bytes of the header lengths the property saved (printed with -s).
 LOW_BYTES = Counter()
+DIMS = []
 
 
 def header_length(path) -> int:
@@ -147,13 +148,15 @@ def test_any_fitted_transport_round_trips(tmp_path, transport, extra, folder, na
     path = tmp_path / folder / f"{name}.safetensors"
     assert_round_trip(transport, path, extra)
     LOW_BYTES[header_length(path) & 0xFF] += 1
+    DIMS.append(transport.dim)
     assert json.loads(split(path.read_bytes())[1])["__metadata__"]["format"] == "deepot.latent_transport"
 
 
 def teardown_module(module):
     if LOW_BYTES:
         print(f"\nround-trip property: {sum(LOW_BYTES.values())} saves, {len(LOW_BYTES)} distinct header-length "
-              f"low bytes (0x80: {LOW_BYTES[0x80]})")
+              f"low bytes (0x80: {LOW_BYTES[0x80]}), D from {min(DIMS)} to {max(DIMS)}, "
+              f"{sum(d > 256 for d in DIMS)} with D > 256")
 
 
 @pytest.mark.parametrize("size", [10 ** 6, 2 * 10 ** 6])
