@@ -379,3 +379,119 @@ def test_cancel_stops_a_fit_and_the_server_keeps_running(comfy):
     assert "execution_interrupted" in kinds and kinds["execution_interrupted"]["node_type"] == \
         "DeepOT_FitLatentTransport", entry["status"]
     assert comfy.queue(calibration_prompt("after_cancel"))["status"]["status_str"] == "success"
+
+
+# ------------------------------------------------------- transport files through the real server (issue 9)
+def write_latent(path: Path, samples) -> None:
+    """A ``.latent`` file as ComfyUI's SaveLatent writes it (the version key means: no 0.18215 rescaling)."""
+    import torch
+    from safetensors.torch import save_file
+
+    save_file({"latent_tensor": samples.contiguous(), "latent_format_version_0": torch.tensor([])}, str(path))
+
+
+def read_saved_latent(comfy: Comfy, entry: dict, node: str):
+    from safetensors.torch import load_file
+
+    saved = entry["outputs"][node]["latents"][0]
+    return load_file(str(comfy.base / "output" / saved["subfolder"] / saved["filename"]))["latent_tensor"]
+
+
+@pytest.mark.parametrize("channels,zero_shot", [(4, False), (16, False), (32, False), (16, True)])
+def test_saved_transport_loads_and_applies_identically_in_the_server(comfy, channels, zero_shot):
+    """Fit → Save Latent Transport → Load Latent Transport → Apply gives what the fitted transport gave."""
+    import torch
+
+    from deepot_core import LatentTransport
+
+    g = torch.Generator().manual_seed(channels)
+    name = f"roundtrip_{channels}{'_zs' if zero_shot else ''}"
+    latents = {"natural": torch.randn(2, channels, 24, 24, generator=g) * 1.3 + 0.2,
+               "restored": torch.randn(2, channels, 24, 24, generator=g) * 0.8,
+               "probe": torch.randn(1, channels, 16, 20, generator=g)}
+    for kind, samples in latents.items():
+        write_latent(comfy.base / "input" / f"{name}_{kind}.latent", samples)
+    fit_inputs = {"natural": ["1", 0], "patch_size": 3, "eps": 0.0001}
+    if not zero_shot:
+        fit_inputs["restored"] = ["2", 0]
+    fit = {
+        "1": {"class_type": "LoadLatent", "inputs": {"latent": f"{name}_natural.latent"}},
+        "2": {"class_type": "LoadLatent", "inputs": {"latent": f"{name}_restored.latent"}},
+        "3": {"class_type": "LoadLatent", "inputs": {"latent": f"{name}_probe.latent"}},
+        "4": {"class_type": "DeepOT_FitLatentTransport", "inputs": fit_inputs},
+        "5": {"class_type": "DeepOT_SaveLatentTransport", "inputs": {
+            "transport": ["4", 0], "filename": name, "overwrite": False}},
+        "6": {"class_type": "DeepOT_ApplyLatentTransport", "inputs": {
+            "latent": ["3", 0], "transport": ["4", 0], "strength": 0.8}},
+        "7": {"class_type": "SaveLatent", "inputs": {"samples": ["6", 0], "filename_prefix": f"issue9/{name}_fitted"}},
+    }
+    entry = comfy.queue(fit)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = comfy.base / "models" / "latent_transport" / f"{name}.safetensors"
+    assert entry["outputs"]["5"]["text"] == [str(saved)]
+    fitted_out = read_saved_latent(comfy, entry, "7")
+
+    load = {
+        "1": {"class_type": "LoadLatent", "inputs": {"latent": f"{name}_probe.latent"}},
+        "2": {"class_type": "DeepOT_LoadLatentTransport", "inputs": {"transport_name": f"{name}.safetensors"}},
+        "3": {"class_type": "DeepOT_ApplyLatentTransport", "inputs": {
+            "latent": ["1", 0], "transport": ["2", 0], "strength": 0.8}},
+        "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": f"issue9/{name}_loaded"}},
+        "5": {"class_type": "PreviewAny", "inputs": {"source": ["2", 1]}},
+    }
+    entry = comfy.queue(load)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    loaded_out = read_saved_latent(comfy, entry, "4")
+    assert loaded_out.shape == (1, channels, 16, 20)
+    assert torch.equal(loaded_out, fitted_out)  # same server, same map bits: the same output
+    assert not torch.equal(loaded_out, latents["probe"])
+
+    info = entry["outputs"]["5"]["text"][0]
+    assert f"file: {saved}" in info and f"{channels} channels, patch 3×3, D = {channels * 9}" in info
+    assert ("zero-shot" in info) == zero_shot and ("samples: restored 968, natural 968" in info) != zero_shot
+    # the file is an ordinary transport for the library too (another torch: allow rounding)
+    transport = LatentTransport.load(saved)
+    assert (transport.channels, transport.patch_size, transport.zero_shot) == (channels, 3, zero_shot)
+    assert transport.metadata["space"] == "comfy:workflow"
+    torch.testing.assert_close(transport.apply(latents["probe"], strength=0.8), loaded_out, rtol=1e-4, atol=1e-4)
+
+
+def test_node_saved_transport_whose_header_starts_like_a_pickle_loads_in_the_server(comfy):
+    """The file name is in the embedded prompt, so padding it steers the header length to end in 0x80."""
+    import torch
+
+    g = torch.Generator().manual_seed(99)
+    for kind in ("natural", "restored"):
+        write_latent(comfy.base / "input" / f"pickle_like_{kind}.latent", torch.randn(2, 16, 12, 12, generator=g))
+
+    def save_as(filename: str) -> Path:
+        prompt = {
+            "1": {"class_type": "LoadLatent", "inputs": {"latent": "pickle_like_natural.latent"}},
+            "2": {"class_type": "LoadLatent", "inputs": {"latent": "pickle_like_restored.latent"}},
+            "3": {"class_type": "DeepOT_FitLatentTransport", "inputs": {
+                "natural": ["1", 0], "restored": ["2", 0], "patch_size": 3, "eps": 0.0001}},
+            "4": {"class_type": "DeepOT_SaveLatentTransport", "inputs": {
+                "transport": ["3", 0], "filename": filename, "overwrite": False}},
+        }
+        entry = comfy.queue(prompt)
+        assert entry["status"]["status_str"] == "success", entry["status"]
+        return Path(entry["outputs"]["4"]["text"][0])
+
+    extra, saved = 0, save_as("pickle_like")
+    for attempt in range(4):  # header lengths are multiples of 8, so one step normally lands
+        if saved.read_bytes()[0] == 0x80:
+            break
+        extra += (0x80 - saved.read_bytes()[0]) % 256
+        pad = "".join("/" if i % 100 == 99 else "abcd"[attempt] for i in range(extra))  # in subfolders: short names
+        saved = save_as(pad + "pickle_like")
+    assert saved.read_bytes()[0] == 0x80, "could not steer the header length; the test needs a new padding"
+    load = {
+        "1": {"class_type": "LoadLatent", "inputs": {"latent": "pickle_like_natural.latent"}},
+        "2": {"class_type": "DeepOT_LoadLatentTransport", "inputs": {
+            "transport_name": str(saved.relative_to(comfy.base / "models" / "latent_transport"))}},
+        "3": {"class_type": "DeepOT_ApplyLatentTransport", "inputs": {
+            "latent": ["1", 0], "transport": ["2", 0], "strength": 1.0}},
+        "4": {"class_type": "SaveLatent", "inputs": {"samples": ["3", 0], "filename_prefix": "issue9/pickle_like"}},
+    }
+    entry = comfy.queue(load)
+    assert entry["status"]["status_str"] == "success", entry["status"]
