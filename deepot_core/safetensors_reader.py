@@ -37,7 +37,11 @@ _ENTRY_KEYS = {"dtype", "shape", "data_offsets"}
 
 
 def file_error(reason: str, message: str) -> TransportFileError:
-    """A ``TransportFileError`` tagged with a short reason class (``exc.reason``) for tools and tallies."""
+    """A ``TransportFileError`` tagged with a short reason class (``exc.reason``) for tools and tallies.
+
+    Reasons: missing, not_a_file, unreadable, too_large, truncated, pickle, zip, not_safetensors,
+    header (the JSON), layout (offsets and sizes), foreign, version, metadata, checksum, tensors, statistics.
+    """
     exc = TransportFileError(message)
     exc.reason = reason
     return exc

@@ -343,6 +343,11 @@ def save_transport(transport, path, metadata: Optional[Dict] = None, overwrite: 
         json.dumps(user, sort_keys=True)  # exactly as the document is written
     except (TypeError, ValueError, RecursionError) as exc:
         raise TransportInputError(f"metadata must be JSON-serialisable: {exc}") from None
+    for key, value in (("created", transport.created), ("eps", transport.eps)):
+        try:
+            DOCUMENT_FIELDS[key][0](value)  # what the reader will accept
+        except ValueError as exc:
+            raise TransportInputError(f"cannot save this transport: {exc}.") from None
     tensors = transport_tensors(transport)
     header = _header(transport, tensors, user)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -180,6 +180,14 @@ def test_metadata_that_is_not_json_is_refused_at_save(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_transport_the_reader_would_refuse_is_not_saved(tmp_path):
+    for created in (float("nan"), float("inf"), 1e20):
+        transport = LatentTransport(None, tiny().target, created=created)
+        with pytest.raises(TransportInputError, match="time stamp"):
+            transport.save(tmp_path / "t.safetensors")
+    assert not list(tmp_path.iterdir())
+
+
 def test_saved_files_are_readable_by_others(tmp_path):
     path = tiny().save(tmp_path / "t.safetensors")
     assert path.stat().st_mode & 0o044 == 0o044  # a transport is meant to be shared
