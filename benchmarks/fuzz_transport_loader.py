@@ -32,8 +32,9 @@ def base_files(folder: Path):
     prompt = {str(i): {"class_type": "VAEEncode", "inputs": {"text": "a photo, ünïcode \"quoted\" " * 20}}
               for i in range(40)}
     made = {
-        "paired_c2_p3": LatentTransport.fit(latents(b=2, c=2, h=8, w=8, seed=1), latents(b=2, c=2, h=8, w=8, seed=2) * 2,
-                                            patch_size=3, metadata={"note": "ünï \"q\" [x]"}),
+        "paired_c2_p3": LatentTransport.fit(latents(b=2, c=2, h=8, w=8, seed=1),
+                                            latents(b=2, c=2, h=8, w=8, seed=2) * 2, patch_size=3,
+                                            metadata={"note": "ünï \"q\" [x]"}),
         "zero_shot_c3_p1": LatentTransport.fit(None, PatchStatistics(1).update(latents(b=1, c=3, h=6, w=6, seed=3))),
         "paired_c16_p1_prompt": LatentTransport.fit(latents(b=1, c=16, h=6, w=6, seed=4),
                                                     latents(b=1, c=16, h=6, w=6, seed=5), patch_size=1,

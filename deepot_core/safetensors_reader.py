@@ -64,7 +64,8 @@ class Header:
     file_size: int
 
 
-def _no_duplicates(pairs):
+def no_duplicate_keys(pairs):
+    """object_pairs_hook for json.loads: a repeated key is an error, not "the last one wins"."""
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"duplicate key {next(k for k in keys if keys.count(k) > 1)!r}")
@@ -78,7 +79,7 @@ def _no_constants(name):
 def strict_json(text: str):
     """json.loads without duplicate keys or NaN/Infinity; every failure is a ValueError."""
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        return json.loads(text, object_pairs_hook=no_duplicate_keys, parse_constant=_no_constants)
     except RecursionError:
         raise ValueError("nested too deeply") from None
 
@@ -106,7 +107,8 @@ def _identify(head: bytes, size: int, name: str) -> None:
                                    "this pack.")
     if head[:4] == b"PK\x03\x04":
         raise file_error("zip", f"{name} is a zip archive (a PyTorch checkpoint?) renamed .safetensors, not a "
-                                "transport file; DeepOT never unpickles files. Fit and save a transport with this pack.")
+                                "transport file; DeepOT never unpickles files. Fit and save a transport with this "
+                                "pack.")
     raise file_error("not_safetensors", f"{name} is not a safetensors file (its header is not JSON); load a file "
                                         "written by Save Latent Transport.")
 

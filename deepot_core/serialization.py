@@ -8,166 +8,26 @@ the SHA-256 of the tensors) and ``deepot_sha256`` (the SHA-256 of that document)
 a damaged or edited file is refused. docs/transport_format.md is the full specification.
 """
 import datetime as _dt
-import hashlib
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 
-from .constants import FILE_FORMAT_NAME, FILE_FORMAT_VERSION, MAX_FEATURE_DIM
+from .constants import FILE_FORMAT_NAME, FILE_FORMAT_VERSION
 from .errors import TransportFileError, TransportInputError
 from .gaussian_ot import GaussianMap
-from .safetensors_reader import (MAX_FILE_BYTES, MAX_HEADER_BYTES, Header, decode, file_error, read_bytes,
-                                 read_header)
+from .safetensors_reader import MAX_FILE_BYTES, MAX_HEADER_BYTES, Header, decode, file_error, read_bytes, read_header
 from .statistics import PatchStatistics
-from .validation import check_patch_size
+from .transport_document import (CHECKSUM_DTYPE_NAMES, DOCUMENT_FIELDS, DOCUMENT_KEY, DOCUMENT_SHA_KEY, document_fields,
+                                 document_sha, parse_document, tensor_checksum, tensor_digest)
 
 __all__ = ["save_transport", "load_transport", "read_metadata", "MAX_FILE_BYTES", "MAX_HEADER_BYTES"]
 
 STAT_KEYS = ("count", "mean", "scatter", "skipped")
 MAP_KEYS = ("matrix", "mean_source", "mean_target")
-#: safetensors metadata keys: the JSON document, and its SHA-256 (absent in files written before issue 9).
-DOCUMENT_KEY, DOCUMENT_SHA_KEY = "deepot", "deepot_sha256"
-#: The torch dtype names the tensor checksum hashes, per safetensors dtype of a transport's tensors.
-CHECKSUM_DTYPE_NAMES = {"F64": "torch.float64", "I64": "torch.int64"}
-
-
-# ----------------------------------------------------------------------------- checksums
-def _digest(parts: Iterable[Tuple[str, str, bytes]]) -> str:
-    """SHA-256 over (name UTF-8, dtype name, little-endian bytes) of every tensor, in name order."""
-    digest = hashlib.sha256()
-    for name, dtype_name, data in sorted(parts, key=lambda part: part[0]):
-        digest.update(name.encode())
-        digest.update(dtype_name.encode())
-        digest.update(data)
-    return digest.hexdigest()
-
-
-def _checksum(tensors: Dict[str, torch.Tensor]) -> str:
-    """The tensor checksum of in-memory tensors (any dtype, even bf16: their raw bytes)."""
-    return _digest((name, str(t.dtype), t.contiguous().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
-                   for name, t in tensors.items())
-
-
-def _document_sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-# ------------------------------------------------------------------- the JSON document
-def _integer(value):
-    if type(value) is not int:
-        raise ValueError(f"{value!r} is not an integer")
-    return value
-
-
-def _channels(value):
-    if not 0 < _integer(value) <= MAX_FEATURE_DIM:
-        raise ValueError(f"{value} channels is out of range")
-    return value
-
-
-def _eps(value):
-    if type(value) not in (int, float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"eps {value!r} is not a number in 0..1")
-    return float(value)
-
-
-def _boolean(value):
-    if type(value) is not bool:
-        raise ValueError(f"{value!r} is not true or false")
-    return value
-
-
-def _timestamp(value):
-    if type(value) not in (int, float) or not abs(value) < 1e11:  # also refuses NaN; 1e11 s ≈ year 5000
-        raise ValueError(f"{value!r} is not a time stamp")
-    return float(value)
-
-
-def _hex_digest(value):
-    if not isinstance(value, str) or not re.fullmatch(r"[0-9a-f]{64}", value):
-        raise ValueError(f"{value!r} is not a SHA-256")
-    return value
-
-
-def _json_object(value):
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"user metadata is a {type(value).__name__}, not a JSON object")
-    return value
-
-
-_REQUIRED = object()
-#: What the loader takes from the document: field → (check, default); ``_REQUIRED`` fields must be present.
-#: Versioning rule (docs/transport_format.md): a new format version may only *add* fields, each with a
-#: default meaning "what older files did", so every older file keeps loading; a field is never removed
-#: or given a new meaning. To add one: a check and a default here, then pass it on in ``_build``.
-DOCUMENT_FIELDS = {
-    "patch_size": (check_patch_size, _REQUIRED),
-    "channels": (_channels, _REQUIRED),
-    "eps": (_eps, _REQUIRED),
-    "zero_shot": (_boolean, _REQUIRED),
-    "created": (_timestamp, _REQUIRED),
-    "sha256": (_hex_digest, _REQUIRED),
-    "user": (_json_object, {}),
-}
-
-
-def _no_duplicates(pairs):
-    keys = [k for k, _ in pairs]
-    if len(set(keys)) != len(keys):
-        raise ValueError("duplicate key")
-    return dict(pairs)
-
-
-def _document(header: Header, name: str) -> Dict:
-    """The JSON document of a file whose header passed ``read_header``: our format, a version we read, intact."""
-    meta = header.metadata
-    if meta.get("format") != FILE_FORMAT_NAME:
-        raise file_error("foreign", f"{name} is a safetensors file but not a DeepOT latent transport (a model or "
-                                    "LoRA?); load a file written by Save Latent Transport.")
-    version = meta.get("format_version", "")
-    if not re.fullmatch(r"[1-9][0-9]{0,8}", version):
-        raise file_error("version", f"{name} has an unreadable format version {version[:20]!r}; the file is damaged.")
-    if int(version) > FILE_FORMAT_VERSION:
-        raise file_error("version", f"{name} was written by a newer DeepOT (format {version}, this one reads "
-                                    f"{FILE_FORMAT_VERSION}); update the pack.")
-    text = meta.get(DOCUMENT_KEY)
-    if not isinstance(text, str):
-        raise file_error("metadata", f"{name} lacks its metadata document; the file is damaged.")
-    if DOCUMENT_SHA_KEY in meta and meta[DOCUMENT_SHA_KEY] != _document_sha(text):
-        raise file_error("checksum", f"{name} is damaged: its metadata does not match its checksum.")
-    try:
-        document = json.loads(text, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError):
-        raise file_error("metadata", f"{name} has damaged metadata (not JSON).") from None
-    if not isinstance(document, dict):
-        raise file_error("metadata", f"{name} has damaged metadata (not a JSON object).")
-    return document
-
-
-def _fields(document: Dict, name: str) -> Dict:
-    """Every field of ``DOCUMENT_FIELDS``, checked, with defaults for the optional ones an older file lacks."""
-    out = {}
-    for key, (check, default) in DOCUMENT_FIELDS.items():
-        if key not in document:
-            if default is _REQUIRED:
-                raise file_error("metadata", f"{name} has incomplete metadata (no {key!r}); the file is damaged.")
-            out[key] = default
-            continue
-        try:
-            out[key] = check(document[key])
-        except (ValueError, TypeError) as exc:
-            raise file_error("metadata", f"{name} has invalid metadata {key!r} ({exc}); the file is damaged.") from None
-    if out["channels"] * out["patch_size"] ** 2 > MAX_FEATURE_DIM:
-        raise file_error("metadata", f"{name} claims D = {out['channels']}·{out['patch_size']}² features, more than "
-                                     f"{MAX_FEATURE_DIM}; the file is damaged.")
-    return out
 
 
 # ---------------------------------------------------------------------------- tensors
@@ -242,11 +102,11 @@ def load_transport(path):
     path = Path(path)
     with _open(path) as handle:
         header = read_header(handle, path.name)
-        fields = _fields(_document(header, path.name), path.name)
+        fields = document_fields(parse_document(header, path.name), path.name)
         _check_layout(header, fields, path.name)
         raw = {key: read_bytes(handle, entry, path.name) for key, entry in header.tensors.items()}
     parts = ((key, CHECKSUM_DTYPE_NAMES[header.tensors[key].dtype], data) for key, data in raw.items())
-    if _digest(parts) != fields["sha256"]:
+    if tensor_digest(parts) != fields["sha256"]:
         raise file_error("checksum", f"{path.name} is damaged: its tensors do not match their checksum.")
     tensors = {key: decode(header.tensors[key], data) for key, data in raw.items()}
     for key, t in tensors.items():
@@ -260,8 +120,8 @@ def read_metadata(path) -> Dict:
     path = Path(path)
     with _open(path) as handle:
         header = read_header(handle, path.name)
-    document = _document(header, path.name)
-    _fields(document, path.name)
+    document = parse_document(header, path.name)
+    document_fields(document, path.name)
     return document
 
 
@@ -304,11 +164,11 @@ def _header(transport, tensors: Dict[str, torch.Tensor], user: Dict) -> Dict[str
         "patch_size": transport.patch_size, "channels": transport.channels, "eps": transport.eps,
         "zero_shot": transport.zero_shot, "created": transport.created, "created_iso": _iso_time(transport.created),
         "package_version": _package_version(), "diagnostics": _json_safe(transport.diagnostics),
-        "user": user, "sha256": _checksum(tensors),
+        "user": user, "sha256": tensor_checksum(tensors),
     }
     text = json.dumps(document, sort_keys=True)
     return {"format": FILE_FORMAT_NAME, "format_version": str(FILE_FORMAT_VERSION), DOCUMENT_KEY: text,
-            DOCUMENT_SHA_KEY: _document_sha(text)}
+            DOCUMENT_SHA_KEY: document_sha(text)}
 
 
 def _verify_written(tmp: str, name: str) -> None:
@@ -319,7 +179,7 @@ def _verify_written(tmp: str, name: str) -> None:
             raise TransportInputError(
                 f"the metadata makes the file header {header_len} bytes, more than the {MAX_HEADER_BYTES} a transport "
                 "file may have; store less metadata (e.g. long texts in a file of their own).")
-        _fields(_document(read_header(handle, name), name), name)
+        document_fields(parse_document(read_header(handle, name), name), name)
 
 
 def save_transport(transport, path, metadata: Optional[Dict] = None, overwrite: bool = False) -> Path:

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from deepot_core import LatentTransport, TransportFileError, read_metadata
-from deepot_core.serialization import DOCUMENT_SHA_KEY, transport_tensors
+from deepot_core.serialization import transport_tensors
+from deepot_core.transport_document import DOCUMENT_SHA_KEY
 
 #: Byte-level mutations anywhere in the file, the same restricted to the header JSON, and header forgeries
 #: that keep the container consistent (valid JSON, the right header length) except for the forged part.

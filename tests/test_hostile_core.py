@@ -200,7 +200,7 @@ def test_foreign_safetensors_and_bad_metadata(tmp_path, good_file):
         signed = dict(f.metadata())
     # an edited document keeping its SHA-256 is refused for that alone; without one (files written before
     # the document had a checksum) each field's own check must refuse it
-    from deepot_core.serialization import DOCUMENT_SHA_KEY
+    from deepot_core.transport_document import DOCUMENT_SHA_KEY
     header = {k: v for k, v in signed.items() if k != DOCUMENT_SHA_KEY}
     tensors = load_file(str(good_file))
     save_file(tensors, str(tmp_path / "signed.safetensors"),
@@ -217,10 +217,10 @@ def test_foreign_safetensors_and_bad_metadata(tmp_path, good_file):
                   metadata={**header, "deepot": json.dumps({**doc, **change})})
         assert_refused(tmp_path / "doc.safetensors")
     # our own format marker, but tensors of another dtype (and a matching checksum): still refused
-    from deepot_core.serialization import _checksum
+    from deepot_core.transport_document import tensor_checksum
     half = {k: (v.to(torch.bfloat16) if v.is_floating_point() else v) for k, v in tensors.items()}
     save_file(half, str(tmp_path / "bf16.safetensors"),
-              metadata={**header, "deepot": json.dumps({**doc, "sha256": _checksum(half)})})
+              metadata={**header, "deepot": json.dumps({**doc, "sha256": tensor_checksum(half)})})
     assert_refused(tmp_path / "bf16.safetensors", "float64")
 
 

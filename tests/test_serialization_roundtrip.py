@@ -110,7 +110,8 @@ long_text = st.builds(lambda char, n: char * n, st.characters(), st.integers(0, 
 metadata = st.dictionaries(st.text(max_size=12), json_value | long_text, max_size=4)
 path_part = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="/\0"), min_size=1,
                     max_size=12).filter(lambda s: s not in (".", "..") and len(s.encode()) < 100)
-path_name = st.one_of(path_part, st.sampled_from(["my transport", "[v1] (final)", "ünïcødé 変換", " lead", "a'b\"c"]))
+path_name = st.one_of(path_part,
+                      st.sampled_from(["my transport", "[v1] (final)", "ünïcødé 変換", " lead", "a'b\"c"]))
 
 
 @st.composite
