@@ -495,3 +495,149 @@ def test_node_saved_transport_whose_header_starts_like_a_pickle_loads_in_the_ser
     }
     entry = comfy.queue(load)
     assert entry["status"]["status_str"] == "success", entry["status"]
+
+
+# ------------------------------------------------- the command line runs what the nodes saved (issue 12)
+#: ComfyUI's VAELoader and our own ComfyUI-convention spaces, on the same pixels, in ComfyUI's Python.
+EQUALITY_PROBE = """
+import json, os, sys
+from pathlib import Path
+import torch
+from deepot_core import comfy_spaces as C
+C.import_comfy(Path(os.environ["COMFYUI_PATH"]))  # on the CPU: this machine has no GPU driver
+import nodes
+import comfy.model_management as mm
+image = torch.rand(2, 64, 72, 3, generator=torch.Generator().manual_seed(0))
+result = {"device": str(mm.get_torch_device())}
+for name in sys.argv[1:]:
+    vae = nodes.VAELoader().load_vae(name)[0]
+    ours = C.comfy_space(name)
+    with torch.no_grad():
+        z = vae.encode(image)
+        result[name] = {"encode": torch.equal(z, ours.encode(image)),
+                        "decode": torch.equal(vae.decode(z), ours.decode(z)),
+                        "latent_std": float(z.std()), "channels": int(z.shape[1])}
+print(json.dumps(result))
+"""
+
+
+def comfy_python() -> str:
+    return os.environ.get("COMFYUI_PYTHON", sys.executable)
+
+
+def test_comfy_spaces_equal_comfyuis_vae_loader_bit_for_bit():
+    """pixel_space and the four TAESDs, encoded and decoded by ComfyUI and by deepot_core: identical tensors."""
+    checkout = Path(COMFYUI_PATH).resolve()
+    approx = checkout / "models" / "vae_approx"
+    names = ["pixel_space"] + [n for n in ("taesd", "taesdxl", "taesd3", "taef1")
+                               if list(approx.glob(f"{n}_encoder.*")) and list(approx.glob(f"{n}_decoder.*"))]
+    env = {**os.environ, "PYTHONPATH": str(PACK_ROOT), "COMFYUI_PATH": str(checkout)}
+    env.pop("COMFYUI_BASE_DIRECTORY", None)
+    done = subprocess.run([comfy_python(), "-c", EQUALITY_PROBE, *names], capture_output=True, text=True,
+                          env=env, cwd=str(PACK_ROOT), timeout=START_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    for name in names:
+        assert result[name]["encode"] and result[name]["decode"], (name, result[name])
+    assert result["pixel_space"]["channels"] == 3
+    if "taesd3" in result:
+        assert result["taesd3"]["channels"] == 16
+
+
+def reference_prompt(vae_name: str, save_name: str, prefix: str, perception: float) -> dict:
+    """calibration_prompt with ``vae_name``, plus other.png transported, decoded both ways, blended and saved."""
+    prompt = calibration_prompt(save_name)
+    prompt["5"]["inputs"]["vae_name"] = vae_name
+    prompt.update({
+        "20": {"class_type": "VAEEncode", "inputs": {"pixels": ["2", 0], "vae": ["5", 0]}},
+        "21": {"class_type": "DeepOT_ApplyLatentTransport", "inputs": {
+            "latent": ["20", 0], "transport": ["8", 0], "strength": 1.0}},
+        "22": {"class_type": "VAEDecode", "inputs": {"samples": ["21", 0], "vae": ["5", 0]}},
+        "23": {"class_type": "VAEDecode", "inputs": {"samples": ["20", 0], "vae": ["5", 0]}},
+        "24": {"class_type": "DeepOT_PDBlend", "inputs": {
+            "restored": ["2", 0], "transported": ["22", 0], "reconstructed": ["23", 0], "perception": perception,
+            "detail_sigma": 2.0, "perceptions": ""}},
+        "25": {"class_type": "SaveImage", "inputs": {"images": ["24", 0], "filename_prefix": prefix}},
+    })
+    return prompt
+
+
+def server_made(comfy, vae_name: str, name: str, perception: float):
+    """Run reference_prompt; return the saved transport file and the server's own blended image (uint8)."""
+    import numpy as np
+    from PIL import Image
+
+    entry = comfy.queue(reference_prompt(vae_name, name, f"ref_{name}", perception))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    saved = comfy.base / "models" / "latent_transport" / f"{name}.safetensors"
+    (image,) = entry["outputs"]["25"]["images"]
+    reference = comfy.base / "output" / image["subfolder"] / image["filename"]
+    return saved, np.asarray(Image.open(reference).convert("RGB"), dtype=np.int16)
+
+
+def cli_apply(comfy, tmp_path, transport: Path, perception: float, python: str, extra_env=None):
+    """``python -m deepot_core apply`` on input/other.png; the output as uint8 and the process result."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(comfy.base / "input" / "other.png", folder / "other.png")
+    env = {**os.environ, "PYTHONPATH": str(PACK_ROOT), "COMFYUI_PATH": str(Path(COMFYUI_PATH).resolve()),
+           **(extra_env or {})}
+    done = subprocess.run([python, "-m", "deepot_core", "apply", "--transport", str(transport), "--in", str(folder),
+                           "--out", str(tmp_path / "out"), "--perception", str(perception), "--quiet"],
+                          capture_output=True, text=True, env=env, cwd=str(tmp_path), timeout=START_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = np.asarray(Image.open(tmp_path / "out" / "other.png").convert("RGB"), dtype=np.int16)
+    source = np.asarray(Image.open(folder / "other.png").convert("RGB"), dtype=np.int16)
+    return out, source, done
+
+
+def assert_same_image(cli, server, source):
+    """ComfyUI's SaveImage truncates to uint8 where we round: equal floats differ by at most one level."""
+    import numpy as np
+
+    difference = cli - server
+    assert difference.min() >= 0 and difference.max() <= 1, (difference.min(), difference.max())
+    assert np.abs(cli - source).max() > 5  # and the transport did change the photo
+
+
+def test_command_line_applies_a_taesd_transport_saved_by_the_server(comfy, tmp_path):
+    """Fit + Save Latent Transport in ComfyUI (taesd) → `deepot apply` without ComfyUI → the server's own image."""
+    saved, server = server_made(comfy, "taesd", "cli_taesd", 0.75)
+    from deepot_core.serialization import load_transport
+    assert load_transport(saved).metadata["space"] == "comfy:taesd"
+    cli, source, done = cli_apply(comfy, tmp_path, saved, 0.75, sys.executable)
+    assert_same_image(cli, server, source)
+    assert "1 written" in done.stdout
+
+
+def test_command_line_loads_a_subfolder_vae_through_comfyui_on_the_cpu(comfy, tmp_path):
+    """A VAE file in models/vae/sdxl/ (recorded comfy:sdxl/…): ComfyUI loads it for the CLI, CPU only, same image.
+
+    The file is ComfyUI's TAESDXL packed as one VAE state dict (taesd_encoder.*,
+    taesd_decoder.*, vae_scale, vae_shift), which ComfyUI's VAE class loads like any
+    full VAE file — so the CLI's full-VAE path runs ComfyUI itself, cheaply.
+    """
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    approx = Path(COMFYUI_PATH).resolve() / "models" / "vae_approx"
+    if not (approx / "taesdxl_encoder.safetensors").is_file():
+        pytest.skip("needs taesdxl_encoder/decoder.safetensors in models/vae_approx")
+    packed = {f"taesd_{part}.{k}": v for part in ("encoder", "decoder")
+              for k, v in load_file(str(approx / f"taesdxl_{part}.safetensors")).items()}
+    packed.update({"vae_scale": torch.tensor(0.13025), "vae_shift": torch.tensor(0.0)})
+    folder = comfy.base / "models" / "vae" / "sdxl"
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(packed, str(folder / "tiny_vae.safetensors"))
+    saved, server = server_made(comfy, "sdxl/tiny_vae.safetensors", "cli_subfolder", 0.5)
+    from deepot_core.serialization import load_transport
+    assert load_transport(saved).metadata["space"] == "comfy:sdxl/tiny_vae.safetensors"
+    cli, source, done = cli_apply(comfy, tmp_path, saved, 0.5, comfy_python(),
+                                  extra_env={"COMFYUI_BASE_DIRECTORY": str(comfy.base)})
+    assert_same_image(cli, server, source)
+    assert "NVIDIA" not in done.stderr

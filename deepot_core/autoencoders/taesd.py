@@ -148,7 +148,7 @@ def _load_state_dict(path: PathLike) -> Dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"TAESD weight file not found: {path}")
     suffix = path.suffix.lower()
-    if suffix == ".safetensors":
+    if suffix in (".safetensors", ".sft"):  # .sft: ComfyUI's short name for safetensors
         from safetensors.torch import load_file
         sd = load_file(str(path), device="cpu")
     elif suffix in (".pth", ".pt"):
@@ -304,6 +304,14 @@ class TAESDSpace:
     def _param(self) -> torch.Tensor:
         return next(self.model.parameters())
 
+    def _encode_batch(self, x: torch.Tensor) -> torch.Tensor:
+        """Pixels [b,3,h,w] in 0..1 → latents; a subclass changes the convention (``comfy_spaces``)."""
+        return self.model.encoder(x)
+
+    def _decode_batch(self, z: torch.Tensor) -> torch.Tensor:
+        """Latents → pixels [b,3,8h,8w] in 0..1."""
+        return self.model.decoder(z).clamp(0, 1)
+
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         _check_images(images)
         h = images.shape[1] // DOWNSCALE * DOWNSCALE
@@ -318,7 +326,7 @@ class TAESDSpace:
         with torch.inference_mode():
             for i in range(0, images.shape[0], self.batch_size):
                 x = images[i:i + self.batch_size, top:top + h, left:left + w, :].permute(0, 3, 1, 2)
-                z = self.model.encoder(x.to(device=p.device, dtype=p.dtype))
+                z = self._encode_batch(x.to(device=p.device, dtype=p.dtype))
                 out.append(z.to(device=images.device, dtype=torch.float32))
         return torch.cat(out, dim=0)
 
@@ -332,8 +340,8 @@ class TAESDSpace:
         out = []
         with torch.inference_mode():
             for i in range(0, latents.shape[0], self.batch_size):
-                x = self.model.decoder(latents[i:i + self.batch_size].to(device=p.device, dtype=p.dtype))
-                out.append(x.clamp(0, 1).permute(0, 2, 3, 1).to(device=latents.device, dtype=torch.float32))
+                x = self._decode_batch(latents[i:i + self.batch_size].to(device=p.device, dtype=p.dtype))
+                out.append(x.permute(0, 2, 3, 1).to(device=latents.device, dtype=torch.float32))
         return torch.cat(out, dim=0)
 
     def __repr__(self) -> str:

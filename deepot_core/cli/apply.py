@@ -39,7 +39,7 @@ def _space_for_transport(spec, transport):
         else:
             raise CliError(f"this transport was fitted in the {recorded!r} space; pass --vae with its weights "
                            "(e.g. --vae path/to/taesd_folder).")
-    space, name = space_for(spec)
+    space, name = space_for(spec, recorded)
     check_space(transport, space, name)
     return space, name
 

@@ -43,10 +43,13 @@ def add_space_option(parser, default_help: str) -> None:
     parser.add_argument("--vae", default=None, metavar="SPACE",
                         help="latent space: 'pixel' (VAE-free, 3·p² pixel patches), a folder of TAESD weights "
                              "(<name>_encoder.* + <name>_decoder.*; FOLDER:NAME picks one), an encoder file, "
-                             f"or comfy:NAME (ComfyUI's VAE loader; needs COMFYUI_PATH). {default_help}")
+                             "or comfy:NAME, a space as ComfyUI's VAE Loader makes it: comfy:pixel_space, "
+                             "comfy:taesd/taesdxl/taesd3/taef1 (weights from $COMFYUI_PATH/models/vae_approx) or a "
+                             f"file of ComfyUI's models/vae such as comfy:sdxl/vae.safetensors (needs COMFYUI_PATH "
+                             f"and ComfyUI's Python). {default_help}")
 
 
-def space_for(spec: Optional[str]):
-    """(space, name) for a --vae value; errors become CliError."""
+def space_for(spec: Optional[str], recorded: Optional[str] = None):
+    """(space, name) for a --vae value (``recorded``: the space a transport file names, see ``resolve_space``)."""
     from ..spaces import resolve_space
-    return resolve_space(spec)
+    return resolve_space(spec, recorded)
