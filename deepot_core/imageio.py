@@ -16,8 +16,13 @@ PathLike = Union[str, Path]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 #: JPEG quality used when an output name ends in .jpg / .jpeg.
 JPEG_QUALITY = 95
-#: Largest image we open (pixels); guards against decompression bombs from untrusted folders.
+#: Largest image we open (pixels), 16384²: guards against decompression bombs from untrusted folders.
+#: Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``) is process-wide and is left as it is.
 MAX_PIXELS = 1 << 28
+#: Inserted before the suffix of an image being written (``.a.x1y2.partial.png``): hidden, never an input.
+PARTIAL_SUFFIX = ".partial"
+#: TIFF tags BitsPerSample and SampleFormat (2 = signed integers).
+TIFF_BITS_PER_SAMPLE, TIFF_SAMPLE_FORMAT, TIFF_SIGNED_INTEGER = 258, 339, 2
 
 
 class ImageFileError(OSError):
@@ -49,28 +54,98 @@ def list_images(folder: PathLike, recursive: bool = False) -> List[Path]:
     return sorted(p for p in folder.glob(pattern) if is_image_file(p))
 
 
+def _integer_scale(img) -> float:
+    """The value of full white in a mode-"I*" image: 2^bits − 1 (2^(bits−1) − 1 if signed), from its bit depth.
+
+    16 bits for "I;16*" — how Pillow hands over 16-bit greyscale PNGs and TIFFs ("I"
+    before Pillow 10, which ComfyUI's Load Image also reads as 16-bit) — or what a
+    TIFF's BitsPerSample and SampleFormat tags say; never the image's own maximum.
+    """
+    bits, signed = 16, False
+    tags = getattr(img, "tag_v2", None)
+    if not img.mode.startswith("I;16") and tags is not None:
+        found, sample_format = tags.get(TIFF_BITS_PER_SAMPLE), tags.get(TIFF_SAMPLE_FORMAT)
+        found = max(found) if isinstance(found, (tuple, list)) and found else found
+        if isinstance(found, int) and 1 <= found <= 32:
+            bits = found
+        sample_format = sample_format[0] if isinstance(sample_format, (tuple, list)) and sample_format else sample_format
+        signed = sample_format == TIFF_SIGNED_INTEGER
+    return float(2 ** (bits - 1 if signed else bits) - 1)
+
+
+def _open(Image, path: Path):
+    """``Image.open`` under Pillow's decompression-bomb guard as the host set it; beyond it, up to ``MAX_PIXELS``.
+
+    Pillow refuses images over 2 × ``PIL.Image.MAX_IMAGE_PIXELS``, a process-wide
+    setting that also guards every other node in ComfyUI, so it is never changed
+    here. Photos between that and our own ``MAX_PIXELS`` are opened deliberately:
+    the format's reader, found as ``Image.open`` finds it, reads only the header,
+    and the size is checked against ``MAX_PIXELS`` before any pixel is decoded.
+    """
+    try:
+        img = Image.open(path)
+    except Image.DecompressionBombError:
+        img = _open_past_pillows_guard(Image, path)
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        img.close()
+        raise ImageFileError(f"{path} is {width}×{height} pixels, more than the {MAX_PIXELS} this reads; "
+                             "downscale it first.")
+    return img
+
+
+def _open_past_pillows_guard(Image, path: Path):
+    """What ``Image.open`` does, less its size check: try each registered reader that accepts the file's prefix."""
+    Image.init()
+    with open(path, "rb") as probe:
+        prefix = probe.read(16)
+    for name in Image.ID:
+        factory, accept = Image.OPEN[name]
+        verdict = True if accept is None else accept(prefix)
+        if not verdict or isinstance(verdict, str):  # a string: recognised but unsupported
+            continue
+        try:
+            return factory(str(path))  # given a path, the reader opens (and on failure closes) the file itself
+        except (SyntaxError, IndexError, TypeError, OSError, ValueError):
+            continue
+    raise ImageFileError(f"cannot read image {path}: not a format Pillow knows.")
+
+
 def load_image(path: PathLike) -> torch.Tensor:
-    """Read one image as IMAGE [1,H,W,3] float32 in 0..1 (grey expanded, alpha dropped, 16-bit scaled)."""
+    """Read one image as IMAGE [1,H,W,3] float32 in 0..1, as a camera meant it.
+
+    Like ComfyUI's Load Image: the EXIF orientation is applied (phone photos stand
+    upright), grey is expanded, alpha dropped. 16-bit and other integer images
+    (mode "I*") are scaled by their bit depth (2^bits − 1), never by their own
+    maximum, so brightness does not depend on content; float images ("F") are read
+    as 0..1.
+    """
     Image = _pil()
+    from PIL import ImageOps
+
     path = Path(path)
     if not path.is_file():
         raise ImageFileError(f"image not found: {path}")
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
     try:
-        with Image.open(path) as img:
+        with _open(Image, path) as img:
             img.load()
-            if img.mode in ("I;16", "I;16B", "I;16L", "I"):
-                array = np.asarray(img, dtype=np.float32) / (65535.0 if img.mode.startswith("I;16") else
-                                                            max(float(np.asarray(img).max()), 1.0))
+            upright = ImageOps.exif_transpose(img)
+            if upright.mode.startswith("I"):
+                scale = _integer_scale(img)
+                array = (np.asarray(upright, dtype=np.float64) / scale).astype(np.float32)
                 array = np.repeat(array[..., None], 3, axis=-1)
+            elif upright.mode == "F":
+                array = np.repeat(np.asarray(upright, dtype=np.float32)[..., None], 3, axis=-1)
             else:
-                array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+                array = np.asarray(upright.convert("RGB"), dtype=np.float32) / 255.0
     except ImageFileError:
         raise
     except Exception as exc:  # Pillow raises many types (UnidentifiedImageError, OSError, DecompressionBomb...)
         raise ImageFileError(f"cannot read image {path}: {exc.__class__.__name__}: {exc}") from None
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageFileError(f"{path} holds an empty or unsupported image (shape {array.shape}).")
+    if not np.isfinite(array).all():
+        raise ImageFileError(f"{path} holds NaN or infinite pixel values.")
     return torch.from_numpy(np.ascontiguousarray(array))[None].clamp(0.0, 1.0)
 
 
@@ -96,7 +171,15 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def save_image(image: torch.Tensor, path: PathLike) -> Path:
-    """Write IMAGE [H,W,C] or [1,H,W,C] to ``path`` (PNG unless the name says otherwise); makes folders."""
+    """Write IMAGE [H,W,C] or [1,H,W,C] to ``path`` (PNG unless the name says otherwise); makes folders.
+
+    Atomic: the image goes to a hidden temporary file beside ``path``, renamed over it
+    only once complete, so an interrupted run never leaves a truncated image under
+    the real name (a resumed ``apply`` would take it for done).
+    """
+    import os
+    import tempfile
+
     Image = _pil()
     path = Path(path)
     array = to_uint8(image)
@@ -104,11 +187,29 @@ def save_image(image: torch.Tensor, path: PathLike) -> Path:
     options = {"quality": JPEG_QUALITY} if path.suffix.lower() in (".jpg", ".jpeg") else {}
     if path.suffix.lower() in (".jpg", ".jpeg") and array.ndim == 3 and array.shape[-1] == 4:
         array = array[..., :3]
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=PARTIAL_SUFFIX + path.suffix,
+                                         dir=path.parent)
+    os.close(handle)
     try:
-        Image.fromarray(array).save(path, **options)
+        Image.fromarray(array).save(temporary, **options)
+        os.replace(temporary, path)
     except Exception as exc:
         raise ImageFileError(f"cannot write image {path}: {exc.__class__.__name__}: {exc}") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
     return path
+
+
+def is_complete_image(path: PathLike) -> bool:
+    """Whether ``path`` is an image file Pillow reads to its end (checksums included): not truncated, not junk."""
+    Image = _pil()
+    try:
+        with _open(Image, Path(path)) as img:
+            img.verify()
+        return True
+    except Exception:  # noqa: BLE001 — any failure means "not a usable image"
+        return False
 
 
 # ------------------------------------------------------------- folder batches

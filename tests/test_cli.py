@@ -141,3 +141,67 @@ def test_module_entry_point_help():
     assert result.returncode == 0
     for command in ("demo", "fit", "apply", "info"):
         assert command in result.stdout
+
+
+def _apply(folders, out, *extra):
+    _, transport = _fit(folders) if not (folders / "t.safetensors").exists() else (0, folders / "t.safetensors")
+    return ["apply", "--transport", str(transport), "--in", str(folders / "inputs"), "--out", str(out),
+            "--perception", "1", "--quiet", *extra]
+
+
+@pytest.mark.parametrize("clash", ["a.jpg", "A.webp"])
+def test_inputs_sharing_an_output_name_are_refused_before_any_work(folders, capsys, clash):
+    _photo(folders / "inputs" / clash, 30)
+    out = folders / "out"
+    err = _error(capsys, _apply(folders, out))
+    assert "a.png" in err and clash in err and "rename one" in err
+    assert not out.exists()  # refused before anything was written
+
+
+def test_an_interrupted_write_leaves_nothing_that_counts_as_done(folders, capsys, monkeypatch):
+    out = folders / "out"
+    real_save = Image.Image.save
+
+    def dies_half_way(self, fp, *args, **kwargs):
+        real_save(self, fp, *args, **kwargs)
+        with open(fp, "r+b") as f:  # half the file reached the disk, then the process was stopped
+            f.truncate(f.seek(0, 2) // 2)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", dies_half_way)
+    assert main(_apply(folders, out)) == 130
+    monkeypatch.undo()
+    assert list(out.iterdir()) == []  # neither a.png nor its temporary file
+    assert main(_apply(folders, out)) == 0
+    assert "1 written, 0 already done" in capsys.readouterr().out
+    assert load_image(out / "a.png").shape == load_image(folders / "inputs" / "a.png").shape
+
+
+def test_damaged_or_stale_outputs_are_redone(folders, capsys):
+    import os
+
+    out = folders / "out"
+    assert main(_apply(folders, out)) == 0
+    good = (out / "a.png").read_bytes()
+    (out / "a.png").write_bytes(good[: len(good) // 2])  # truncated by an older version, or a full disk
+    capsys.readouterr()
+    assert main(_apply(folders, out)) == 0
+    assert "1 written" in capsys.readouterr().out and (out / "a.png").read_bytes() == good
+    assert main(_apply(folders, out)) == 0
+    assert "0 written, 1 already done" in capsys.readouterr().out
+    source = folders / "inputs" / "a.png"
+    later = (out / "a.png").stat().st_mtime_ns + 10 ** 9
+    os.utime(source, ns=(later, later))  # the input changed after its output was written
+    assert main(_apply(folders, out)) == 0
+    assert "1 written" in capsys.readouterr().out
+
+
+def test_outputs_inside_the_input_tree_are_never_read_back(folders, capsys):
+    out = folders / "inputs" / "realistic"
+    args = _apply(folders, out, "--recursive")
+    assert main(args) == 0
+    assert "2 written, 0 already done" in capsys.readouterr().out
+    assert main(args) == 0
+    assert "0 written, 2 already done" in capsys.readouterr().out
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert written == ["a.png", "sub/b.png"]  # no realistic/realistic/...

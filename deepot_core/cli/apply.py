@@ -1,15 +1,20 @@
 """``apply``: a folder of restored images → a folder out at one perception (recursive, resumable)."""
 from pathlib import Path
+from typing import List, Tuple
 
 from ..constants import DEFAULT_DETAIL_SIGMA
 from .common import CliError, ProgressBar, add_space_option, space_for
 
 HELP = "apply a transport to a folder of restored images"
+#: Every output is a PNG at the input's relative path.
+OUTPUT_SUFFIX = ".png"
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("apply", help=HELP, description=HELP + ". Outputs are PNG files at the same "
-                       "relative paths; files already written are skipped unless --overwrite.")
+                       "relative paths (two inputs that would share an output name are an error); complete "
+                       "outputs newer than their input are skipped unless --overwrite; files under --out are "
+                       "never read as inputs.")
     p.add_argument("--transport", type=Path, required=True, help="a .safetensors transport file")
     p.add_argument("--in", dest="input", type=Path, required=True, help="folder of restored images")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -44,6 +49,44 @@ def _space_for_transport(spec, transport):
     return space, name
 
 
+def output_jobs(inputs: List[Path], folder: Path, out: Path) -> List[Tuple[Path, Path]]:
+    """(input, output) pairs: each output is the input's relative path with ``.png``; clashes are refused.
+
+    Two inputs that differ only in their suffix (``a.png``, ``a.jpg``) or only in
+    case (one file on Windows and macOS) would write one output: that is an error
+    before any work, naming both — rename one of them.
+    """
+    jobs, seen = [], {}
+    for src in inputs:
+        dst = out / src.relative_to(folder).with_suffix(OUTPUT_SUFFIX)
+        key = dst.as_posix().casefold()
+        if key in seen:
+            raise CliError(f"{seen[key]} and {src} would both be written to {dst}; rename one of them "
+                           "(outputs are PNGs named after their input).")
+        seen[key] = src
+        jobs.append((src, dst))
+    return jobs
+
+
+def is_done(src: Path, dst: Path) -> bool:
+    """An output counts as done when it is a complete image written after its input was last changed."""
+    from ..imageio import is_complete_image
+
+    try:
+        if dst.stat().st_mtime_ns < src.stat().st_mtime_ns:
+            return False
+    except OSError:
+        return False
+    return is_complete_image(dst)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    for a, b in ((path.absolute(), folder.absolute()), (path.resolve(), folder.resolve())):
+        if a == b or b in a.parents:
+            return True
+    return False
+
+
 def run(args) -> int:
     from ..imageio import list_images, load_image, save_image
     from ..pipeline import FULL_RECIPE, PAPER_RECIPE, Recipe, blend, transport_image
@@ -52,18 +95,19 @@ def run(args) -> int:
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)
     recipe = PAPER_RECIPE if args.plain else Recipe("cli", FULL_RECIPE.harmonise, True, args.detail_sigma)
-    inputs = list_images(args.input, args.recursive)
-    if not inputs:
-        raise CliError(f"no images in {args.input}{'' if args.recursive else ' (add --recursive for subfolders)'}.")
     if args.out.resolve() == args.input.resolve():
         raise CliError("--out must differ from --in (inputs are never overwritten).")
-    jobs = [(p, args.out / p.relative_to(args.input).with_suffix(".png")) for p in inputs]
-    todo = [(src, dst) for src, dst in jobs if args.overwrite or not dst.exists()]
+    # outputs are never read back as inputs, even when --out lies inside --in
+    inputs = [p for p in list_images(args.input, args.recursive) if not _inside(p, args.out)]
+    if not inputs:
+        raise CliError(f"no images in {args.input}{'' if args.recursive else ' (add --recursive for subfolders)'}.")
+    jobs = output_jobs(inputs, args.input, args.out)
+    todo = [(src, dst) for src, dst in jobs if args.overwrite or not is_done(src, dst)]
     bar = ProgressBar("applying", enabled=not args.quiet)
     for i, (src, dst) in enumerate(todo):
         restored = load_image(src)
         moved, recon = transport_image(space, transport, restored)
-        save_image(blend(restored, moved, recon, args.perception, recipe), dst)
+        save_image(blend(restored, moved, recon, args.perception, recipe), dst)  # atomic: never half a file
         bar(i + 1, len(todo))
     print(f"{len(todo)} written, {len(jobs) - len(todo)} already done, in {args.out}")
     return 0
