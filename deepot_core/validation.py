@@ -80,13 +80,48 @@ def check_not_empty(frames: torch.Tensor, name: str) -> None:
         raise TransportInputError(f"{name} has 0 channels (shape {tuple(frames.shape)}).")
 
 
+def mask_factor(mask_hw: Tuple[int, int], latent_hw: Tuple[int, int]) -> Optional[int]:
+    """The whole factor k with mask = k·latent + a crop remainder under k on both sides, or None.
+
+    A latent of h×w comes from an image of (k·h + r)×(k·w + s) pixels, 0 ≤ r, s < k,
+    where k is the VAE's downscale (1 for pixel space, 8 for SD, 16 or 32 for others)
+    and VAE Encode crops r and s away. So a mask is accepted at latent resolution
+    (k = 1) or at image resolution for one k on both axes; the largest fitting k is
+    taken (several fit only latents a few pixels wide).
+    """
+    (mh, mw), (h, w) = mask_hw, latent_hw
+    if h < 1 or w < 1:
+        return None
+    for k in range(min(mh // h, mw // w), 0, -1):
+        if mh - k * h < k and mw - k * w < k:
+            return k
+    return None
+
+
+def _mask_to_latent(m: torch.Tensor, h: int, w: int, name: str) -> torch.Tensor:
+    """[N,1,mh,mw] at latent or image resolution → [N,1,h,w]: crop as VAE Encode does, average k×k blocks."""
+    mh, mw = m.shape[-2:]
+    if (mh, mw) == (h, w):
+        return m
+    k = mask_factor((mh, mw), (h, w))
+    if k is None:
+        raise TransportInputError(
+            f"{name} is {mh}×{mw} but the latent is {h}×{w}: give the mask at latent resolution ({h}×{w}) or at "
+            f"the image's (the latent times the VAE's downscale, e.g. {8 * h}×{8 * w} for an 8× VAE), "
+            "with the image's aspect ratio.")
+    top, left = (mh - k * h) // 2, (mw - k * w) // 2  # VAE Encode keeps the centre
+    m = m[..., top:top + k * h, left:left + k * w]
+    return F.avg_pool2d(m, k) if k > 1 else m
+
+
 def prepare_mask(mask: Optional[torch.Tensor], frames: torch.Tensor, frames_per_item: int, name: str = "mask"):
     """Bring a 0..1 weight mask to [N,1,H,W] at the frames' resolution, or None.
 
     Accepts [H,W], [B,H,W] (ComfyUI MASK), [B,1,H,W] or [B,H,W,1], at latent
-    resolution or any multiple of it (image resolution, resized by area
-    averaging). A batch of 1 applies to every image; a batch of B to every
-    frame of its video; a batch of B·T frame by frame.
+    resolution or at image resolution (see ``mask_factor``: centre-cropped like
+    VAE Encode, then averaged over each latent pixel's k×k block). Other sizes are
+    refused, naming both. A batch of 1 applies to every image; a batch of B to
+    every frame of its video; a batch of B·T frame by frame.
     """
     if mask is None:
         return None
@@ -120,12 +155,4 @@ def prepare_mask(mask: Optional[torch.Tensor], frames: torch.Tensor, frames_per_
             + (f" of {frames_per_item} frames" if frames_per_item > 1 else "")
             + "; pass one mask, or one per image."
         )
-    m = m[:, None]
-    mh, mw = m.shape[-2:]
-    if (mh, mw) != (h, w):
-        if mh < h or mw < w:
-            raise TransportInputError(
-                f"{name} is {mh}×{mw}, smaller than the {h}×{w} latent; give it at latent or image resolution."
-            )
-        m = F.interpolate(m, size=(h, w), mode="area")
-    return m.clamp(0.0, 1.0)
+    return _mask_to_latent(m[:, None], h, w, name).clamp(0.0, 1.0)

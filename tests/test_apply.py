@@ -130,3 +130,36 @@ def test_wrong_inputs_refused():
         tr.apply(torch.zeros(1, 3, 8, 8, dtype=torch.int64))
     with pytest.raises(TransportInputError, match="mask"):
         tr.apply(x, mask=torch.ones(2, 2, 3, 11, 13))
+
+
+def block_means(mask, k, top, left, h, w):
+    """Independent of the code: the mean of each latent pixel's k×k block, loop by loop."""
+    out = torch.empty(mask.shape[0], h, w, dtype=torch.float64)
+    for i in range(h):
+        for j in range(w):
+            block = mask[:, top + k * i:top + k * (i + 1), left + k * j:left + k * (j + 1)]
+            out[:, i, j] = block.double().mean(dim=(1, 2))
+    return out
+
+
+@pytest.mark.parametrize("k, extra", [(8, (0, 0)), (8, (5, 3)), (16, (15, 1)), (1, (0, 0))])
+def test_image_resolution_mask_lands_on_its_latent_pixels(k, extra):
+    """A mask drawn on the image (VAE downscale k, plus the rows VAE Encode crops off) weights the right pixels."""
+    tr, x = fitted()
+    x = x.double()
+    h, w = x.shape[-2:]
+    mh, mw = k * h + extra[0], k * w + extra[1]
+    mask = torch.rand(2, mh, mw, generator=torch.Generator().manual_seed(k + extra[0]), dtype=torch.float64)
+    weights = block_means(mask, k, extra[0] // 2, extra[1] // 2, h, w)  # VAE Encode keeps the centre
+    full = tr.apply(x)
+    # masks are weights in float32: 1e-7 relative rounding
+    torch.testing.assert_close(tr.apply(x, mask=mask), x + weights[:, None] * (full - x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (4, 6), (11 * 8, 13 * 8 - 9), (11 * 8 + 8, 13 * 8 + 8), (11, 12)])
+def test_mask_of_wrong_size_or_aspect_is_refused_naming_both(shape):
+    tr, x = fitted()  # 11×13 latents
+    with pytest.raises(TransportInputError, match=rf"mask is {shape[0]}×{shape[1]} but the latent is 11×13"):
+        tr.apply(x, mask=torch.ones(1, *shape))
+    with pytest.raises(TransportInputError, match=rf"mask is {shape[0]}×{shape[1]} but the latent is 11×13"):
+        PatchStatistics(3).update(x, mask=torch.ones(1, *shape))

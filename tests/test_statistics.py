@@ -94,7 +94,7 @@ def test_mask_restricts_patches_latent_and_image_resolution():
     torch.testing.assert_close(one.covariance, both.covariance)
     with pytest.raises(TransportInputError, match="batch"):
         PatchStatistics(3).update(x, mask=torch.ones(3, 11, 13))
-    with pytest.raises(TransportInputError, match="smaller"):
+    with pytest.raises(TransportInputError, match="mask is 5×5 but the latent is 11×13"):
         PatchStatistics(3).update(x, mask=torch.ones(2, 5, 5))
 
 
