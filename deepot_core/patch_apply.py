@@ -27,6 +27,20 @@ STRIP_ELEMENTS_CPU = 1 << 18
 STRIP_ELEMENTS_GPU = 1 << 26
 
 
+def out_of_memory_error(module=torch) -> type:
+    """CUDA's out-of-memory exception: ``torch.OutOfMemoryError`` (torch ≥ 2.5), else ``torch.cuda.OutOfMemoryError``.
+
+    Resolved once at import: naming ``torch.OutOfMemoryError`` in an ``except``
+    clause on older torch turns every error raised in the ``try`` into an AttributeError.
+    """
+    found = getattr(module, "OutOfMemoryError", None)
+    return found if isinstance(found, type) else module.cuda.OutOfMemoryError
+
+
+#: What a chunk that ran out of memory raises (retried at half the size).
+OUT_OF_MEMORY = out_of_memory_error()
+
+
 def blend_identity(matrix: torch.Tensor, bias: torch.Tensor, strength: float):
     """The geodesic x + t(T(x) − x) of an affine map is itself affine: (tA + (1−t)I, t·b)."""
     eye = torch.eye(matrix.shape[0], dtype=matrix.dtype, device=matrix.device)
@@ -157,7 +171,7 @@ def apply_patch_map(frames: torch.Tensor, matrix: torch.Tensor, bias: torch.Tens
         stop = min(n, start + per_chunk)
         try:
             outputs.append(_apply_chunk(frames[start:stop], matrix, bias, fused[0], fused[1], patch_size, shift))
-        except torch.OutOfMemoryError:
+        except OUT_OF_MEMORY:
             if per_chunk == 1:
                 raise
             per_chunk = max(1, per_chunk // 2)  # retry this chunk smaller

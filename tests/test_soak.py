@@ -100,3 +100,42 @@ def test_cancel_mid_update_leaves_statistics_unchanged():
     assert fresh.channels is None and fresh.count == 0 and fresh.skipped == 0
     fresh.update(latents(b=1, c=16, seed=4))  # a cancelled pass must not pin the channel count
     assert fresh.channels == 16
+
+
+def test_out_of_memory_type_resolves_on_torch_before_2_5():
+    """torch < 2.5 has only torch.cuda.OutOfMemoryError (since 1.13); the package admits torch ≥ 2.1."""
+    from types import SimpleNamespace
+
+    class CudaOOM(RuntimeError):
+        pass
+
+    old_torch = SimpleNamespace(cuda=SimpleNamespace(OutOfMemoryError=CudaOOM))
+    assert patch_apply.out_of_memory_error(old_torch) is CudaOOM
+    assert patch_apply.out_of_memory_error(torch) is torch.OutOfMemoryError  # this torch: the unified one
+
+
+def test_other_errors_in_a_chunk_pass_through_unchanged_without_torch_out_of_memory_error(monkeypatch):
+    """On old torch, ``except torch.OutOfMemoryError`` made every error inside a chunk an AttributeError."""
+    class CudaOOM(RuntimeError):
+        pass
+
+    monkeypatch.delattr(torch, "OutOfMemoryError")  # as on torch 2.1–2.4
+    monkeypatch.setattr(patch_apply, "OUT_OF_MEMORY", CudaOOM, raising=False)
+    monkeypatch.setattr(patch_apply, "APPLY_CHUNK_ELEMENTS", 4 * 2 * 9 * 9)  # four frames per chunk
+    x = torch.randn(4, 2, 9, 9, dtype=torch.float64)
+    matrix, bias = torch.eye(18, dtype=torch.float64), torch.zeros(18, dtype=torch.float64)
+    real = patch_apply._apply_chunk
+    sizes = []
+
+    def fails(z, *args):
+        sizes.append(z.shape[0])
+        if z.shape[0] > 2:
+            raise CudaOOM("simulated")  # the old torch's out-of-memory error: retried smaller
+        if sizes.count(2) > 1:
+            raise ValueError("a bug, not memory")
+        return real(z, *args)
+
+    monkeypatch.setattr(patch_apply, "_apply_chunk", fails)
+    with pytest.raises(ValueError, match="a bug, not memory"):
+        apply_patch_map(x, matrix, bias, 3)
+    assert sizes == [4, 2, 2]
