@@ -74,9 +74,13 @@ def test_video_equals_frames():
     out = tr.apply(video)
     assert out.shape == video.shape
     torch.testing.assert_close(out.permute(0, 2, 1, 3, 4).reshape(6, 3, 11, 13), tr.apply(frames))
+    # zero-shot: the source statistics pool all frames of one video (not each frame, not the whole batch)
     zs = LatentTransport.fit(None, tr.target)
-    per_video = [zs.apply(video[i:i + 1]) for i in range(2)]  # zero-shot: statistics per video
-    torch.testing.assert_close(zs.apply(video), torch.cat(per_video))
+    out = zs.apply(video)
+    for i in range(2):
+        clip = frames[3 * i:3 * (i + 1)]
+        own = LatentTransport(PatchStatistics(3).update(clip), tr.target)  # fitted on this video's frames
+        torch.testing.assert_close(out[i].permute(1, 0, 2, 3), own.apply(clip), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])

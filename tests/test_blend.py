@@ -55,13 +55,25 @@ def test_residual_decode_and_detail_band():
     out_nb = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=0.0)
     torch.testing.assert_close(out_nb, (r + 0.1).clamp(0, 1))
     assert shifted.shape == r.shape
+    # the band itself, against SciPy's Gaussian (mirror borders = torch's "reflect", 3σ radius)
+    from scipy.ndimage import gaussian_filter
+
+    r, t, rec = 0.2 + 0.6 * image(seed=11), image(seed=12), image(seed=13)
+    delta = (t - rec).double().numpy()
+    band = delta - gaussian_filter(delta, sigma=(0, 2.0, 2.0, 0), mode="mirror", truncate=3.0)
+    expected = (r.double() + 0.7 * torch.from_numpy(band)).clamp(0, 1).float()
+    out = pd_blend(r, t, 0.7, reconstructed=rec, detail_sigma=2.0)
+    torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
+    assert float((out - r).abs().mean()) > 0.05  # the band adds detail, not nothing
 
 
 def test_sweep_is_perception_major():
     r, t = image(b=2, seed=11), image(b=2, seed=12)
-    out = pd_sweep(r, t, [0.0, 0.5, 1.0])
-    assert out.shape == (6, 16, 20, 3)
-    torch.testing.assert_close(out[2:4], pd_blend(r, t, 0.5))
+    order = [1.0, 0.0, 0.5, 0.0, -0.5]  # the order given, repeats kept: never sorted or deduplicated
+    out = pd_sweep(r, t, order)
+    assert out.shape == (2 * len(order), 16, 20, 3)
+    for k, p in enumerate(order):
+        torch.testing.assert_close(out[2 * k:2 * k + 2], ((1 - p) * r + p * t).clamp(0, 1))
     with pytest.raises(TransportInputError):
         pd_sweep(r, t, [])
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deepot_core import LatentTransport, PatchStatistics
 from node_harness import load_pack, node_class, node_classes, run, run_node
 
 NODE_IDS = {
@@ -93,7 +94,12 @@ def test_zero_shot_fit_without_restored(pair):
     transport, report = run_node(FIT, natural=natural)
     assert transport.zero_shot and "zero-shot" in report
     (moved,) = run_node(APPLY, latent=restored, transport=transport)
-    assert torch.isfinite(moved["samples"]).all()
+    # each image is transported with its own patch statistics as the source (independent fit per image)
+    target = PatchStatistics(3).update(natural["samples"])
+    for i in range(2):
+        image = restored["samples"][i:i + 1]
+        own = LatentTransport(PatchStatistics(3).update(image), target).apply(image.double()).float()
+        torch.testing.assert_close(moved["samples"][i:i + 1], own, rtol=1e-4, atol=1e-4)
 
 
 def test_fit_reports_a_palette_gap_and_advises_harmonising(pair):
@@ -160,20 +166,28 @@ def test_apply_keeps_every_key_and_mutates_nothing(pair):
         else:
             assert latent[key] == snapshot[key]
     assert torch.equal(transport.target.mean, stats_before)
-    # masked-out rows are untouched, masked-in rows moved
-    assert torch.equal(out["samples"][:, :, 8:], latent["samples"][:, :, 8:])
-    assert not torch.allclose(out["samples"][:, :, :5], latent["samples"][:, :, :5])
+    # the 96-pixel mask's top half is the latent's top 6 rows: moved there at strength 1.5, untouched below
+    x = latent["samples"]
+    (full,) = run_node(APPLY, latent=latent, transport=transport, strength=1.5)
+    torch.testing.assert_close(out["samples"][:, :, :6], full["samples"][:, :, :6], rtol=0, atol=1e-6)
+    assert torch.equal(out["samples"][:, :, 6:], x[:, :, 6:])
+    assert float((full["samples"][:, :, :6] - x[:, :, :6]).abs().min()) > 0  # every masked-in value moved
 
 
 def test_apply_on_video_latents_and_low_precision(pair):
     natural, restored = pair
     transport, _ = run_node(FIT, natural=natural, restored=restored)
-    video = {"samples": make_latent(5, batch=2).view(1, 4, 2, 12, 12)}
+    frames = make_latent(5, batch=2)  # [T=2, C, H, W]
+    video = {"samples": frames.permute(1, 0, 2, 3)[None]}  # [1, C, T, H, W]: frame t is samples[:, :, t]
     (out,) = run_node(APPLY, latent=video, transport=transport)
     assert out["samples"].shape == (1, 4, 2, 12, 12)
+    expected = transport.apply(frames.double()).float()  # every frame on its own, in the core, in float64
+    torch.testing.assert_close(out["samples"][0].permute(1, 0, 2, 3), expected, rtol=1e-5, atol=1e-5)
     half = {"samples": restored["samples"].to(torch.bfloat16)}
     (out,) = run_node(APPLY, latent=half, transport=transport)
-    assert out["samples"].dtype == torch.bfloat16 and torch.isfinite(out["samples"].float()).all()
+    assert out["samples"].dtype == torch.bfloat16
+    reference = transport.apply(half["samples"].double())
+    torch.testing.assert_close(out["samples"].double(), reference, rtol=2e-2, atol=2e-2)  # bf16: 8 mantissa bits
 
 
 @pytest.mark.parametrize("bad, pattern", [
@@ -252,10 +266,10 @@ def test_pd_blend_endpoints_and_residual_decode():
 
 def test_pd_blend_perception_list_yields_a_batch():
     restored, transported = images(0, batch=2), images(1, batch=2)
-    (out,) = run_node(BLEND, restored=restored, transported=transported, perceptions="0, 0.5 ,1")
-    assert out.shape == (6, 32, 32, 3)
-    torch.testing.assert_close(out[:2], restored)
-    torch.testing.assert_close(out[2:4], 0.5 * (restored + transported))
+    (out,) = run_node(BLEND, restored=restored, transported=transported, perceptions="1, 0 ,0.5; 0")
+    assert out.shape == (8, 32, 32, 3)
+    for k, p in enumerate([1.0, 0.0, 0.5, 0.0]):  # in the order typed, repeats kept
+        torch.testing.assert_close(out[2 * k:2 * k + 2], (1 - p) * restored + p * transported)
     (single,) = run_node(BLEND, restored=restored, transported=transported, perceptions=" ", perception=0.0)
     assert single.shape == (2, 32, 32, 3)
     with pytest.raises(ValueError, match="^PD Blend: perceptions must be numbers .* 'abc'"):
@@ -269,6 +283,9 @@ def test_pd_blend_handles_crop_broadcast_and_rgba():
     transported = images(1, batch=3, size=32)
     (out,) = run_node(BLEND, restored=restored, transported=transported, perception=0.5)
     assert out.shape == (3, 32, 32, 4)
+    crop = restored[:, 1:33, 1:33]  # 35 → 32: centre crop, one row and column off the top and left
+    torch.testing.assert_close(out[..., :3], 0.5 * crop[..., :3] + 0.5 * transported)
+    assert torch.equal(out[..., 3:], crop[..., 3:].expand(3, -1, -1, -1))  # restored alpha, for every image
 
 
 def test_apply_checks_for_cancel(pair, monkeypatch):
