@@ -85,3 +85,45 @@ def test_bad_images_refused():
         pd_blend(torch.rand(2, 3, 8, 8, 2), image(), 0.5)
     with pytest.raises(TransportInputError, match="float"):
         pd_blend((image() * 255).to(torch.uint8), image(), 0.5)
+
+
+def test_result_dtype_follows_the_restored_image():
+    """Half inputs compute (and return) in float32; float64 restored images keep float64."""
+    r, t = image(seed=14), image(seed=15)
+    assert pd_blend(r.half(), t.half(), 0.5).dtype == torch.float32
+    out = pd_blend(r.double(), t, 0.3)
+    assert out.dtype == torch.float64
+    torch.testing.assert_close(out, 0.7 * r.double() + 0.3 * t.double(), rtol=0, atol=1e-7)
+
+
+def test_narrow_detail_band_and_sweep_with_reconstruction():
+    from scipy.ndimage import gaussian_filter
+
+    r, t, rec = 0.2 + 0.6 * image(seed=16), image(seed=17), image(seed=18)
+    delta = (t - rec).double().numpy()
+    band = delta - gaussian_filter(delta, sigma=(0, 0.5, 0.5, 0), mode="mirror", truncate=3.0)
+    expected = (r.double() + torch.from_numpy(band)).clamp(0, 1).float()
+    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.5), expected,
+                               rtol=0, atol=1e-5)  # σ below one pixel is a band too
+    sweep = pd_sweep(r, t, [1.0, 0.25], reconstructed=rec, detail_sigma=0.5)
+    torch.testing.assert_close(sweep[:2], expected)
+    torch.testing.assert_close(sweep[2:], pd_blend(r, t, 0.25, reconstructed=rec, detail_sigma=0.5))
+
+
+def test_refusals_name_the_input():
+    good, nan = image(), image().fill_(float("nan"))
+    for kwargs, name in (({"restored": nan, "transported": good}, "restored"),
+                         ({"restored": good, "transported": nan}, "transported"),
+                         ({"restored": good, "transported": good, "reconstructed": nan}, "reconstructed")):
+        with pytest.raises(TransportInputError, match=f"^{name} contains NaN or Inf"):
+            pd_blend(perception=0.5, **kwargs)
+    with pytest.raises(TransportInputError, match="^perception must be in -1.0..2.0, got 3.0"):
+        pd_blend(good, good, 3.0)
+    with pytest.raises(TransportInputError, match="^detail_sigma must be in 0.0..64.0, got 65.0"):
+        pd_blend(good, good, 0.5, reconstructed=good, detail_sigma=65.0)
+    with pytest.raises(TransportInputError, match=r"^batch sizes differ \(restored 2, transported 3\)"):
+        pd_blend(image(b=2), image(b=3), 0.5)
+    with pytest.raises(TransportInputError, match=r"\(restored 2, transported 2, reconstructed 3\)"):
+        pd_blend(image(b=2), image(b=2), 0.5, reconstructed=image(b=3))
+    with pytest.raises(TransportInputError, match="^give at least one perception value"):
+        pd_sweep(good, good, [])

@@ -41,3 +41,69 @@ def test_lists_and_degenerate_sets():
         harmonise_colours([], restored)
     with pytest.raises(TransportInputError, match="NaN"):
         colour_gap(torch.full((1, 4, 4, 3), float("nan")), restored)
+
+
+def pooled_numpy(images):
+    """Independent oracle: numpy's mean and unbiased covariance of every RGB pixel of every image."""
+    import numpy as np
+
+    pixels = np.concatenate([i[..., :3].reshape(-1, 3).double().numpy() for i in images])
+    return torch.from_numpy(pixels.mean(0)), torch.from_numpy(np.atleast_2d(np.cov(pixels.T, ddof=1)))
+
+
+def test_moments_pool_every_pixel_of_every_image():
+    images = [mid_range_images(2, 4, [0.1, 0, 0]), mid_range_images(1, 5, [0, 0, 0.1])[:, :7, :5]]
+    mean, cov = colour_moments(images)
+    expected_mean, expected_cov = pooled_numpy(images)
+    torch.testing.assert_close(mean, expected_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(cov, expected_cov, rtol=1e-10, atol=1e-14)
+    single = [i.float() for i in images]  # float32 photos are accumulated in float64 all the same
+    mean32, cov32 = colour_moments(single)
+    expected_mean, expected_cov = pooled_numpy(single)
+    torch.testing.assert_close(mean32, expected_mean, rtol=0, atol=1e-12)
+    torch.testing.assert_close(cov32, expected_cov, rtol=1e-10, atol=1e-14)
+    two = torch.tensor([[[[0.1, 0.2, 0.3], [0.5, 0.2, 0.1]]]])  # two pixels: n − 1 = 1
+    torch.testing.assert_close(colour_moments(two)[1], pooled_numpy([two])[1], rtol=1e-6, atol=1e-9)
+
+
+def test_harmonised_pixels_are_the_w2_colour_map_clipped():
+    """Against SciPy's matrix square roots: t' = clip(μS + C(t − μT)), C = ΣT^-½ (ΣT^½ ΣS ΣT^½)^½ ΣT^-½."""
+    import numpy as np
+    from scipy.linalg import sqrtm
+
+    natural = mid_range_images(2, 6, [0.0, 0.0, 0.0])
+    restored = (mid_range_images(2, 7, [0.0, 0.0, 0.0]) - 0.5) * 3.0 + 0.5  # wider: the map overshoots 0..1
+    mean_t, cov_t = (x.numpy() for x in pooled_numpy([natural]))
+    mean_s, cov_s = (x.numpy() for x in pooled_numpy([restored.clamp(0, 1)]))
+    root = np.real(sqrtm(cov_t))
+    inverse_root = np.linalg.inv(root)
+    c = inverse_root @ np.real(sqrtm(root @ cov_s @ root)) @ inverse_root
+    expected = np.clip(mean_s + (natural.numpy() - mean_t) @ c.T, 0, 1)
+    out = harmonise_colours(natural, restored.clamp(0, 1))
+    assert float(out.min()) == 0.0 and float(out.max()) == 1.0  # both clips are exercised
+    torch.testing.assert_close(out, torch.from_numpy(expected), rtol=0, atol=1e-6)
+
+
+def test_half_precision_photos_are_recoloured_in_float32_and_returned_as_half():
+    natural, restored = mid_range_images(1, 8, [0.05, 0, 0]), mid_range_images(1, 9, [0, 0, 0.05])
+    out = harmonise_colours(natural.half(), restored)
+    assert out.dtype == torch.float16
+    reference = harmonise_colours(natural.half().double(), restored)
+    torch.testing.assert_close(out.double(), reference, rtol=0, atol=1e-3)  # half's own rounding only
+
+
+def test_refusals_name_the_set_and_the_image():
+    good, nan = mid_range_images(1, 10, [0, 0, 0]), torch.full((1, 4, 4, 3), float("nan"))
+    with pytest.raises(TransportInputError, match=r"^natural\[1\] contains NaN"):
+        harmonise_colours([good, nan], good)
+    with pytest.raises(TransportInputError, match="^restored contains NaN"):
+        harmonise_colours(good, nan)
+    with pytest.raises(TransportInputError, match="^natural contains NaN"):
+        colour_gap(nan, good)
+    with pytest.raises(TransportInputError, match=r"^restored\[0\] contains NaN"):
+        colour_gap(good, [nan])
+    with pytest.raises(TransportInputError, match="^images contains NaN"):
+        colour_moments(nan)
+    for bad in ([], 42, "photo.png"):
+        with pytest.raises(TransportInputError, match=r"^natural must be an IMAGE tensor \[B,H,W,C\] or a non-empty"):
+            harmonise_colours(bad, good)

@@ -1,0 +1,243 @@
+"""PatchStatistics in detail: masks with NaNs and video, strips, tiny weights, merging, state tensors, all_reduce.
+
+Each assertion here was missing until mutation testing (benchmarks/mutation.py)
+showed a deliberate bug passing every other test. ``all_reduce`` is exercised
+in-process with two simulated ranks (threads sharing a fake process group), so
+that it runs where the mutation tool can see it; tests/test_distributed.py runs
+it over real gloo processes.
+"""
+import threading
+
+import pytest
+import torch
+
+import deepot_core.statistics as statistics
+from deepot_core import PatchStatistics, TransportInputError
+
+from test_statistics import latents, oracle_weighted
+
+
+def interior(mask, p):
+    r = p // 2
+    return mask[:, r:mask.shape[1] - r, r:mask.shape[2] - r].reshape(mask.shape[0], -1)
+
+
+@pytest.mark.parametrize("p", [5, 7])
+def test_large_patches_against_the_oracle(p):
+    x = latents(b=2, c=2, h=13, w=11, seed=p)
+    s = PatchStatistics(p).update(x)
+    n, mean, cov = oracle_weighted(x, p, torch.ones(2, (13 - p + 1) * (11 - p + 1)))
+    assert s.count == pytest.approx(float(n))
+    torch.testing.assert_close(s.mean, mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(s.covariance, cov, rtol=1e-10, atol=1e-12)
+
+
+def test_many_small_strips_merge_exactly(monkeypatch):
+    x = latents(b=2, c=3, h=17, w=9, seed=1)
+    whole = PatchStatistics(3).update(x)
+    monkeypatch.setattr(statistics, "STATS_STRIP_ELEMENTS", 27 * 7 * 2)  # two rows of centres per strip
+    mask = torch.ones(2, 17, 9)
+    mask[:, :6] = 0.0  # the first strips of every frame weigh nothing; later ones must still count
+    strips = PatchStatistics(3).update(x, mask=mask)
+    n, mean, cov = oracle_weighted(x, 3, interior(mask, 3))
+    assert strips.count == pytest.approx(float(n))
+    torch.testing.assert_close(strips.covariance, cov, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(PatchStatistics(3).update(x).covariance, whole.covariance)
+
+
+def test_nan_patches_are_skipped_per_frame_and_masks_still_weigh(monkeypatch):
+    x = latents(b=2, c=2, h=10, w=9, seed=2)
+    x[1, 0, 5, 4] = float("nan")  # touches the 9 interior patches around it, in frame 1 only
+    x[0, 1, 1, 1] = float("inf")  # near the corner of frame 0: the 4 interior patches centred at (1..2, 1..2)
+    mask = torch.rand(2, 10, 9, generator=torch.Generator().manual_seed(3))
+    s = PatchStatistics(3).update(x, mask=mask)
+    assert s.skipped == 9 + 4
+    keep = torch.ones(2, 8, 7)  # interior centres (y − 1, x − 1)
+    keep[1, 3:6, 2:5] = 0.0
+    keep[0, 0:2, 0:2] = 0.0
+    clean = torch.where(torch.isfinite(x), x, torch.zeros(()))
+    n, mean, cov = oracle_weighted(clean, 3, interior(mask, 3) * keep.reshape(2, -1))
+    assert s.count == pytest.approx(float(n))
+    torch.testing.assert_close(s.covariance, cov, rtol=1e-9, atol=1e-12)
+    s.update(x)  # a second pass skips the same patches again: skipped accumulates
+    assert s.skipped == 26
+    monkeypatch.setattr(statistics, "STATS_STRIP_ELEMENTS", 18 * 7)  # one row per strip: counted across strips
+    assert PatchStatistics(3).update(x).skipped == 13
+
+
+def test_video_masks_apply_per_video():
+    video = latents(b=6, c=2, h=8, w=9, seed=4).reshape(2, 3, 2, 8, 9).permute(0, 2, 1, 3, 4)  # [B=2,C,T=3,H,W]
+    frames = video.permute(0, 2, 1, 3, 4).reshape(6, 2, 8, 9)
+    mask = torch.rand(2, 8, 9, generator=torch.Generator().manual_seed(5))  # one per video
+    s = PatchStatistics(3).update(video, mask=mask)
+    expected = PatchStatistics(3).update(frames, mask=mask.repeat_interleave(3, dim=0))
+    assert s.count == pytest.approx(expected.count)
+    torch.testing.assert_close(s.covariance, expected.covariance, rtol=1e-12, atol=1e-14)
+
+
+def test_small_total_weights_count():
+    x = latents(b=1, c=2, h=3, w=3, seed=6)  # one interior patch at p = 3
+    assert PatchStatistics(3).update(x).count == 1.0
+    mask = torch.zeros(1, 3, 3)
+    mask[0, 1, 1] = 0.5
+    half = PatchStatistics(3).update(x, mask=mask)
+    assert half.count == 0.5  # kept, although under one sample
+    one = PatchStatistics(3).update(latents(b=1, c=2, h=3, w=3, seed=7))
+    merged = PatchStatistics(3).update(latents(b=2, c=2, seed=8)).merge(one)
+    assert merged.count == PatchStatistics(3).update(latents(b=2, c=2, seed=8)).count + 1
+
+
+def test_an_all_zero_mask_changes_nothing():
+    x = latents(b=2, c=2, seed=9)
+    s = PatchStatistics(3).update(x)
+    before = (s.count, s.mean, s.covariance)
+    s.update(latents(b=1, c=2, seed=10), mask=torch.zeros(1, 11, 13))
+    assert s.count == before[0] and torch.equal(s.mean, before[1]) and torch.equal(s.covariance, before[2])
+    mixed = PatchStatistics(3).update(torch.cat([latents(b=1, c=2, seed=11), x[:1]]),
+                                      mask=torch.cat([torch.zeros(1, 11, 13), torch.ones(1, 11, 13)]))
+    torch.testing.assert_close(mixed.covariance, PatchStatistics(3).update(x[:1]).covariance)
+
+
+def test_progress_counts_frames():
+    calls = []
+    PatchStatistics(3).update(latents(b=3, c=2, seed=12), progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_merging_copies_and_accumulates():
+    empty = PatchStatistics(3)
+    x = latents(b=1, c=2, seed=13)
+    x[0, 0, 4, 4] = float("nan")
+    a = PatchStatistics(3).update(x)
+    b = PatchStatistics(3).update(x)
+    assert empty.copy().channels is None and empty.merge(a).count == a.count
+    assert a.merge(b).skipped == a.skipped + b.skipped == 18
+    with pytest.raises(TypeError, match=r"^can only merge PatchStatistics, got dict\.$"):
+        a.merge({})
+    with pytest.raises(TransportInputError, match=r"^cannot merge statistics of patch_size 3 and 5; "
+                                                  r"fit both with the same patch_size\.$"):
+        a.merge(PatchStatistics(5))
+
+
+def test_state_tensors_of_one_sample_and_float32_state():
+    one = PatchStatistics(3).update(latents(b=1, c=2, h=3, w=3, seed=14))
+    state = one.state_tensors("t")
+    assert state["t.count"].item() == 1.0 and state["t.skipped"].dtype == torch.int64
+    as_float32 = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    back = PatchStatistics.from_state_tensors(as_float32, "t", 3, 2)
+    assert back._mean.dtype == torch.float64 and back._m2.dtype == torch.float64
+
+
+def test_refusals_are_exact():
+    with pytest.raises(TransportInputError, match=r"^latents is empty \(shape \(0, 2, 5, 5\)\)"):
+        PatchStatistics(3).update(torch.zeros(0, 2, 5, 5))
+    with pytest.raises(TransportInputError, match=r"^latents of 4×6 are smaller than patch_size 5; use a smaller "
+                                                  r"patch_size or larger images \(at least 40×40 pixels for an /8 "
+                                                  r"VAE\)\.$"):
+        PatchStatistics(5).update(torch.zeros(1, 2, 4, 6))
+    with pytest.raises(TransportInputError, match=r"^these latents are too large to square in float64 \(\|values\| "
+                                                  r"beyond about 1e150\); they are not VAE latents — check the node "
+                                                  r"that produced them\.$"):
+        PatchStatistics(1).update(latents(b=1, c=2, seed=15).double() * 1e200)
+
+
+# ------------------------------------------------------------------ all_reduce, two simulated ranks
+class FakeGroup:
+    """A process group of ``world`` threads: all_gather hands every rank every rank's tensor."""
+
+    def __init__(self, world=2, backend="gloo"):
+        self.world, self.backend = world, backend
+        self.barrier = threading.Barrier(world)
+        self.slots = [None] * world
+        self.ranks = {}
+
+    def all_gather(self, out, tensor, group=None):
+        assert group is self, "all_gather must be given the caller's group"
+        rank = self.ranks[threading.get_ident()]
+        self.slots[rank] = tensor.clone()
+        self.barrier.wait()
+        for i, t in enumerate(self.slots):
+            out[i].copy_(t)
+        self.barrier.wait()
+
+
+@pytest.fixture
+def fake_dist(monkeypatch):
+    import torch.distributed as dist
+
+    group = FakeGroup()
+
+    def need(g):
+        assert g is group, "the caller's group must be passed on"
+        return g
+
+    monkeypatch.setattr(dist, "is_available", lambda: True)
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_backend", lambda g=None: need(g).backend)
+    monkeypatch.setattr(dist, "get_world_size", lambda g=None: need(g).world)
+    monkeypatch.setattr(dist, "all_gather", group.all_gather)
+    return group
+
+
+def run_ranks(group, per_rank):
+    """Call ``per_rank[i]()`` on rank i, all at once; results (or exceptions) in rank order."""
+    results = [None] * len(per_rank)
+
+    def worker(i):
+        group.ranks[threading.get_ident()] = i
+        try:
+            results[i] = per_rank[i]()
+        except TransportInputError as exc:  # every rank refuses together: the others are not stuck
+            results[i] = exc
+        except BaseException as exc:  # noqa: BLE001 — handed back to the test; free the other ranks
+            results[i] = exc
+            group.barrier.abort()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(per_rank))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results
+
+
+def test_all_reduce_pools_every_rank(fake_dist):
+    x0, x1 = latents(b=1, c=3, h=10, w=9, seed=16), latents(b=2, c=3, h=11, w=9, seed=17) * 2
+    x1[1, 2, 5, 5] = float("nan")
+    ranks = [PatchStatistics(3).update(x0), PatchStatistics(3).update(x1)]
+    results = run_ranks(fake_dist, [lambda: ranks[0].all_reduce(fake_dist), lambda: ranks[1].all_reduce(fake_dist)])
+    pooled = PatchStatistics(3).update(x0).update(x1)
+    for rank, result in zip(ranks, results):
+        assert result is rank  # in place
+        assert rank.count == pooled.count and rank.skipped == pooled.skipped == 9 and rank.channels == 3
+        torch.testing.assert_close(rank.mean, pooled.mean, rtol=0, atol=1e-12)
+        torch.testing.assert_close(rank.covariance, pooled.covariance, rtol=1e-10, atol=1e-12)
+
+
+def test_all_reduce_gives_an_empty_rank_the_pool_and_keeps_all_empty_ranks_empty(fake_dist):
+    x = latents(b=2, c=2, seed=18)
+    ranks = [PatchStatistics(3), PatchStatistics(3).update(x)]
+    run_ranks(fake_dist, [lambda: ranks[0].all_reduce(fake_dist), lambda: ranks[1].all_reduce(fake_dist)])
+    assert ranks[0].channels == 2 and ranks[0].count == ranks[1].count == PatchStatistics(3).update(x).count
+    torch.testing.assert_close(ranks[0].covariance, PatchStatistics(3).update(x).covariance)
+    fake_dist.barrier.reset()
+    empty = [PatchStatistics(3), PatchStatistics(3)]
+    results = run_ranks(fake_dist, [lambda: empty[0].all_reduce(fake_dist), lambda: empty[1].all_reduce(fake_dist)])
+    assert results == empty and all(e.channels is None and e.count == 0 for e in empty)
+
+
+def test_all_reduce_refuses_ranks_that_disagree(fake_dist):
+    ranks = [PatchStatistics(3).update(latents(b=1, c=2, seed=19)), PatchStatistics(3).update(latents(b=1, c=4))]
+    results = run_ranks(fake_dist, [lambda: ranks[0].all_reduce(fake_dist), lambda: ranks[1].all_reduce(fake_dist)])
+    for result in results:
+        assert isinstance(result, TransportInputError)
+        assert str(result) == ("ranks disagree on patch_size [3] or channels [2, 4]; "
+                               "use the same VAE and patch_size on every rank.")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CUDA path is taken where there is no CUDA")
+def test_all_reduce_on_nccl_gathers_on_the_gpu(fake_dist):
+    fake_dist.backend = "nccl"
+    stats = PatchStatistics(3).update(latents(b=1, c=2, seed=20))
+    with pytest.raises((RuntimeError, AssertionError), match="(?i)cuda|nvidia"):
+        stats.all_reduce(fake_dist)  # NCCL only moves CUDA tensors: the CPU-only torch cannot make one

@@ -1,0 +1,182 @@
+"""LatentTransport's contract in detail: construction, diagnostics and report, progress, the float64 fallback.
+
+Each assertion here was missing until mutation testing (benchmarks/mutation.py)
+showed a deliberate bug passing every other test.
+"""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from deepot_core import LatentTransport, PatchStatistics, TransportInputError, gaussian_map
+from deepot_core.constants import SAMPLES_PER_DIM_WARNING
+from deepot_core.transport import fit_warnings
+
+from test_statistics import latents
+
+
+def stats(c=2, p=3, seed=0, b=2, h=9, w=10, scale=1.0):
+    return PatchStatistics(p).update(latents(b=b, c=c, h=h, w=w, seed=seed) * scale)
+
+
+def test_construction_refuses_mismatches_with_exact_messages():
+    s2, t2, t3 = stats(c=2), stats(c=2, seed=1), stats(c=3, seed=2)
+    with pytest.raises(TypeError, match=r"^target must be PatchStatistics \(or None for zero-shot\), got dict\.$"):
+        LatentTransport(s2, {})
+    with pytest.raises(TypeError, match=r"^source must be PatchStatistics \(or None for zero-shot\), got str\.$"):
+        LatentTransport("s", t2)
+    with pytest.raises(TransportInputError, match=r"^source latents have 2 channels but target latents 3; encode "
+                                                  r"the restored and the natural images with the same VAE\.$"):
+        LatentTransport(s2, t3)
+    with pytest.raises(TransportInputError, match=r"^source statistics use patch_size 3 but target 1; "
+                                                  r"compute both with the same patch_size\.$"):
+        LatentTransport(s2, stats(c=2, p=1))
+    with pytest.raises(TransportInputError, match=r"^eps must be in 0\.0\.\.1\.0, got 1\.5\.$"):
+        LatentTransport(s2, t2, eps=1.5)
+    with pytest.raises(TransportInputError, match=r"^target \(natural-image\) statistics are required; "
+                                                  r"only source may be None\.$"):
+        LatentTransport.fit(s2, None)
+    with pytest.raises(TransportInputError, match=r"^pass patch_size when source is a latent tensor\.$"):
+        LatentTransport.fit(latents(c=2), t2)
+    with pytest.raises(TransportInputError, match=r"^pass patch_size when target is a latent tensor\.$"):
+        LatentTransport.fit(s2, latents(c=2))
+    with pytest.raises(TypeError, match=r"^source must be PatchStatistics, a latent tensor or None, got list\.$"):
+        LatentTransport.fit([1], t2)
+    with pytest.raises(TypeError, match=r"^target must be PatchStatistics, a latent tensor or None, got int\.$"):
+        LatentTransport.fit(s2, 3)
+
+
+def test_two_samples_are_enough_and_one_is_not():
+    two = PatchStatistics(1).update(torch.tensor([[[[0.0, 1.0]], [[1.0, 3.0]]]]))
+    assert two.count == 2
+    LatentTransport(two, stats(c=2, p=1))  # accepted
+    one = PatchStatistics(1).update(torch.tensor([[[[0.0]], [[1.0]]]]))
+    with pytest.raises(TransportInputError, match="hold 1 samples"):
+        LatentTransport(one, stats(c=2, p=1))
+
+
+def test_eps_reaches_the_map_in_fit_and_zero_shot():
+    s, t = stats(seed=3), stats(seed=4, scale=2.0)
+    for eps in (0.0, 0.3):
+        tr = LatentTransport.fit(s, t, eps=eps)
+        assert tr.eps == eps
+        expected = gaussian_map(s.mean, s.covariance, t.mean, t.covariance, eps)
+        torch.testing.assert_close(tr.map.matrix, expected.matrix)
+    x = latents(b=1, c=2, h=9, w=10, seed=5).double()
+    zs = LatentTransport.fit(None, t, eps=0.3)
+    own = LatentTransport(PatchStatistics(3).update(x), t, eps=0.3)
+    torch.testing.assert_close(zs.apply(x), own.apply(x), rtol=1e-10, atol=1e-10)
+
+
+def test_a_stored_map_is_used_as_given_and_zero_shot_has_none():
+    s, t = stats(seed=6), stats(seed=7)
+    other = gaussian_map(s.mean, s.covariance, t.mean, t.covariance, 0.5)  # not what eps 1e-4 would give
+    assert LatentTransport(s, t, fitted_map=other).map is other
+    assert LatentTransport(None, t).map is None and LatentTransport(None, t, fitted_map=other).map is None
+
+
+def test_diagnostics_values_and_report_lines():
+    s, t = stats(seed=8), stats(seed=9, scale=1.7)
+    tr = LatentTransport(s, t)
+    d = tr.diagnostics
+    a = tr.map.matrix.numpy()
+    assert d["zero_shot"] is False and d["eps"] == tr.eps and d["dim"] == 18
+    assert d["target_skipped"] == 0 and d["source_skipped"] == 0
+    assert d["map_max_gain"] == pytest.approx(float(np.linalg.eigvalsh(0.5 * (a + a.T)).max()), rel=1e-9)
+    assert d["target_condition"] == pytest.approx(float(np.linalg.cond(t.covariance.numpy())), rel=1e-6)
+    assert d["source_condition"] == pytest.approx(float(np.linalg.cond(s.covariance.numpy())), rel=1e-6)
+    lines = tr.report().split("\n")
+    assert len(lines) == 3 + len(d["warnings"])
+    before, after = d["w2_before"] / math.sqrt(18), d["w2_after"] / math.sqrt(18)
+    assert lines[2] == f"W2 (per dim) before → after: {before:.4g} → {after:.2g}"
+    zs = LatentTransport(None, t).diagnostics
+    assert zs["zero_shot"] is True and "source_count" not in zs
+
+
+def test_warnings_name_the_set_and_the_threshold():
+    t = stats(c=2, p=1, b=1, h=3, w=3)  # 9 samples for D = 2: under 10 per dimension
+    assert fit_warnings(t, "natural") == [f"only 9 natural samples for D = 2: results will be noisy — "
+                                          "add images or lower patch_size"]
+    exact = PatchStatistics(1).update(torch.randn(1, 2, 4, 5))  # 20 samples = 10 · D: enough
+    assert exact.count == SAMPLES_PER_DIM_WARNING * exact.dim and fit_warnings(exact, "natural") == []
+    x = torch.randn(1, 2, 6, 6)
+    x[0, 0, 2, 2] = float("nan")
+    skipping = PatchStatistics(1).update(x)
+    assert fit_warnings(skipping, "restored") == ["1 restored patches held NaN/Inf and were skipped"]
+    tr = LatentTransport(skipping, t)
+    assert tr.diagnostics["warnings"] == fit_warnings(skipping, "restored") + fit_warnings(t, "natural")
+
+
+def test_apply_reports_progress_fitted_and_zero_shot():
+    tr = LatentTransport(stats(seed=10), stats(seed=11))
+    x = latents(b=2, c=2, h=9, w=10, seed=12)
+    calls = []
+    tr.apply(x, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(2, 2)]  # one chunk of two frames
+    calls.clear()
+    LatentTransport(None, tr.target).apply(x, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(1, 2), (2, 2)]  # one per image
+
+
+def test_compute_dtype_policy():
+    tr = LatentTransport(stats(seed=13), stats(seed=14))
+    assert tr._compute_dtype(torch.zeros(1, dtype=torch.float64)) == torch.float64
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        assert tr._compute_dtype(torch.zeros(1, dtype=dtype)) == torch.float32
+
+
+def test_prepared_maps_are_cached_and_the_cache_stays_bounded():
+    tr = LatentTransport(stats(seed=15), stats(seed=16))
+    x = latents(b=1, c=2, h=9, w=10, seed=17)
+    sizes = []
+    for k in range(18):
+        tr.apply(x, strength=k / 10)
+        sizes.append(len(tr._device_cache))
+    assert sizes == list(range(1, 18)) + [1]  # at most 17 kept, then cleared
+    tr.apply(x, strength=0.0)
+    assert len(tr._device_cache) == 2
+
+
+def test_a_single_element_latent_with_nan_or_inf_is_refused():
+    tr = LatentTransport(stats(c=1, p=1), stats(c=1, p=1, seed=18))
+    for value in (float("nan"), float("inf"), -float("inf")):
+        with pytest.raises(TransportInputError, match="^latents contain NaN or Inf"):
+            tr.apply(torch.full((1, 1, 1, 1), value))
+
+
+def test_one_positive_inf_among_finite_values_is_refused():
+    tr = LatentTransport(stats(), stats(seed=19))
+    for value in (float("inf"), -float("inf")):
+        x = latents(b=1, c=2, h=9, w=10, seed=20)
+        x[0, 1, 4, 4] = value
+        with pytest.raises(TransportInputError, match="^latents contain NaN or Inf"):
+            tr.apply(x)
+
+
+def test_channel_message_counts_the_channels():
+    tr = LatentTransport(stats(), stats(seed=21))
+    with pytest.raises(TransportInputError, match=r"^this transport was fitted on 2-channel latents but got 5 "
+                                                  r"channels; use the VAE"):
+        tr.apply(torch.zeros(1, 5, 3, 7))
+    with pytest.raises(TransportInputError, match=r"^latents is empty \(shape \(1, 2, 0, 4\)\)"):
+        tr.apply(torch.zeros(1, 2, 0, 4))
+
+
+def test_float32_overflow_falls_back_to_float64_with_mask_and_zero_shot_video():
+    """Natural statistics beyond float32's range: a float32 apply overflows and is redone in float64."""
+    huge = PatchStatistics(3).update(latents(b=2, c=2, h=9, w=10, seed=24).double() * 1e40)
+    fitted, zero_shot = LatentTransport(stats(seed=23), huge), LatentTransport(None, huge)
+    x = latents(b=1, c=2, h=9, w=10, seed=25)
+    mask = torch.zeros(1, 9, 10)
+    mask[:, :4] = 1.0
+    f32 = torch.finfo(torch.float32)
+    video = latents(b=3, c=2, h=9, w=10, seed=26).permute(1, 0, 2, 3)[None]  # [1, C, T=3, H, W]
+    for tr, z, m in ((fitted, x, mask), (zero_shot, x, mask), (zero_shot, video, None)):
+        assert not bool(torch.isfinite(tr.apply(z.double(), mask=m).float()).all())  # float32 cannot hold it
+        out = tr.apply(z, mask=m)
+        assert out.dtype == torch.float32 and bool(torch.isfinite(out).all())
+        reference = tr.apply(z.double(), mask=m).clamp(f32.min, f32.max).float()
+        torch.testing.assert_close(out, reference, rtol=1e-6, atol=0)
+        if m is not None:
+            assert torch.equal(out[:, :, 4:], z[:, :, 4:])  # the mask holds in the fallback too
