@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from deepot_core import LatentTransport, PatchStatistics
-from node_harness import load_pack, node_class, node_classes, run, run_node
+from node_harness import load_pack, node_class, node_classes, run_node
 
 NODE_IDS = {
     "DeepOT_FitLatentTransport": "Fit Latent Transport",

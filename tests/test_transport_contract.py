@@ -96,7 +96,7 @@ def test_diagnostics_values_and_report_lines():
 
 def test_warnings_name_the_set_and_the_threshold():
     t = stats(c=2, p=1, b=1, h=3, w=3)  # 9 samples for D = 2: under 10 per dimension
-    assert fit_warnings(t, "natural") == [f"only 9 natural samples for D = 2: results will be noisy — "
+    assert fit_warnings(t, "natural") == ["only 9 natural samples for D = 2: results will be noisy — "
                                           "add images or lower patch_size"]
     exact = PatchStatistics(1).update(torch.randn(1, 2, 4, 5))  # 20 samples = 10 · D: enough
     assert exact.count == SAMPLES_PER_DIM_WARNING * exact.dim and fit_warnings(exact, "natural") == []
