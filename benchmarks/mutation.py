@@ -26,11 +26,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 #: The method's modules: statistics, the map, its application, the transport, the blend, colour, files.
-MODULES = ("statistics", "gaussian_ot", "patch_apply", "transport", "blend", "colour", "serialization")
+MODULES = ("statistics", "gaussian_ot", "patch_apply", "transport", "blend", "colour", "serialization",
+           "transport_document")
 #: Tests that exercise those modules (mutmut runs, per mutant, only the ones that reach the mutated function).
 TESTS = ("test_statistics.py", "test_statistics_contract.py", "test_gaussian_ot.py", "test_gaussian_ot_contract.py",
          "test_apply.py", "test_patch_apply_edges.py", "test_transport_contract.py", "test_blend.py", "test_colour.py",
-         "test_serialization.py", "test_serialization_contract.py", "test_hostile_core.py", "test_soak.py",
+         "test_serialization.py", "test_serialization_roundtrip.py", "test_serialization_fuzz.py",
+         "test_golden_files.py", "test_hostile_core.py", "test_soak.py",
          "test_distributed.py", "test_nodes.py", "test_nodes_files.py", "test_pipeline.py")
 #: mutmut statuses that mean "a test noticed".
 KILLED = ("killed", "timeout")
