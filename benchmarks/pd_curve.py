@@ -1,9 +1,11 @@
 """Perception–distortion curves of Deep OT on real images (issue 4 "proof", issue 6 targets).
 
 Tasks: colour denoising σ = 50 (FFDNet) and ×4 super-resolution (CARN-M on an
-antialiased bicubic LR), in the TAEF2 latent space (32 channels), p = 3. A
-transport is fitted on ``--n-fit`` images and applied to ``--n-test`` other,
-held-apart images. Protocols:
+antialiased bicubic LR), in one or more latent spaces (``--vae``: the TAESD family of
+the development data, default TAEF2, 32 channels; ``--vae all`` runs the five), p = 3.
+A transport is fitted on ``--n-fit`` images and applied to ``--n-test`` other,
+held-apart images; every ratio is also given on the two disjoint halves of those
+(6-photo sets swing by ±0.3× on these distances, so a result must hold on both). Protocols:
 
 - ``calibration``: natural = the clean versions of the fit images (calibration pairs);
 - ``unpaired``: natural = ``--n-fit`` photos of another collection (Kodak24; fit/test from CBSD68);
@@ -15,9 +17,12 @@ NIQE, SWD on Laplacian-pyramid patches (per level, total, low-pass), patch Fréc
 The SWD in the tables and targets normalises both sets jointly (so the detail energy
 an MMSE output lacks counts); ProGAN's per-set normalisation (texture shape only)
 is reported beside it.
-Writes ``pd_curve.md``, ``pd_curve.json`` and ``pd_curve.png`` into ``--out``.
+Writes ``pd_curve.md``, ``pd_curve.json`` and ``pd_curve.png`` into ``--out``; with
+several spaces also ``pd_spaces.md`` (one table per space, the issue-10 targets met or
+not, on all held-apart crops and on each half) and ``pd_spaces.png``.
 
     python benchmarks/pd_curve.py --out bench_out
+    python benchmarks/pd_curve.py --vae all --protocols unpaired --no-niqe --ssim none --out bench_out
 """
 import argparse
 import json
@@ -55,6 +60,33 @@ TARGETS = [
 ]
 
 
+#: The TAESD-family spaces of the development data: name → (``--vae`` spec relative to the data folder, latent).
+SPACES = {
+    "taesd": ("vae_approx:taesd", "SD1.5, 4 ch"),
+    "taesdxl": ("vae_approx:taesdxl", "SDXL, 4 ch"),
+    "taesd3": ("vae_approx:taesd3", "SD3, 16 ch"),
+    "taef1": ("vae_approx:taef1", "FLUX.1, 16 ch"),
+    "taef2": ("taesd", "FLUX.2, 32 ch"),
+}
+DEFAULT_SPACE = "taef2"
+#: Issue-10 targets, unpaired full recipe at perception 1, in every space, on all held-apart crops and each half.
+SPACE_TARGETS = {
+    "sr4": {"psnr_loss": 3.0, "swd": 0.45, "patch_fd": 0.35, "swd_lowpass": 1.5},
+    "denoise50": {"psnr_loss": 3.0, "swd": 0.5, "patch_fd": 0.5},
+}
+#: Perceptions at which SWD and patch-FD must not rise (each at most the one before).
+MONOTONE_PERCEPTIONS = (0.5, 0.75, 1.0)
+#: The sets every ratio is reported on: all held-apart crops, then the two disjoint halves.
+SET_NAMES = ("all", "A", "B")
+
+
+def space_spec(name: str, data: Path) -> str:
+    """``--vae`` value → a ``resolve_space`` spec: a name of ``SPACES`` or any spec of the command line."""
+    if name in SPACES:
+        return str(data / SPACES[name][0])
+    return name
+
+
 class Restorer:
     """The MMSE restorer of one task, loaded from the development data."""
 
@@ -85,23 +117,45 @@ def _ratio(value, base):
     return value / base if base else float("nan")
 
 
+def _ratios(metrics: Dict, mmse: Dict) -> Dict:
+    return {"psnr_loss": mmse["psnr"] - metrics["psnr"],
+            "swd_ratio": _ratio(metrics["swd_joint"], mmse["swd_joint"]),
+            "lowpass_ratio": _ratio(metrics["swd_joint_lowpass"], mmse["swd_joint_lowpass"]),
+            "swd_progan_ratio": _ratio(metrics["swd"], mmse["swd"]),
+            "patch_fd_ratio": _ratio(metrics["patch_fd"], mmse["patch_fd"])}
+
+
 def _row(recipe: str, perception: float, metrics: Dict, mmse: Dict, extra: str = "") -> Dict:
-    row = {"recipe": recipe + extra, "perception": perception, **metrics,
-           "psnr_loss": mmse["psnr"] - metrics["psnr"],
-           "swd_ratio": _ratio(metrics["swd_joint"], mmse["swd_joint"]),
-           "lowpass_ratio": _ratio(metrics["swd_joint_lowpass"], mmse["swd_joint_lowpass"]),
-           "swd_progan_ratio": _ratio(metrics["swd"], mmse["swd"]),
-           "patch_fd_ratio": _ratio(metrics["patch_fd"], mmse["patch_fd"])}
+    """One table row: the metrics on all held-apart crops, their ratios to the MMSE output's, and
+    (when measured) the same ratios on each half under ``"halves"``."""
+    metrics = dict(metrics)
+    halves = metrics.pop("halves", None)
+    row = {"recipe": recipe + extra, "perception": perception, **metrics, **_ratios(metrics, mmse)}
+    if halves is not None:
+        row["halves"] = [_ratios(h, m) for h, m in zip(halves, mmse["halves"])]
     return row
 
 
+def halves_of(items: Sequence) -> List[Sequence]:
+    """The two disjoint halves (first and second) of the held-apart crops."""
+    half = len(items) // 2
+    return [items[:half], items[half:]]
+
+
 def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, test_restored, test_clean,
-                 perceptions, recipes, niqe_params, sigma_probe=(), log=print, ssim=True) -> List[Dict]:
-    """Fit under one protocol for each recipe, transport the test images, and measure every perception."""
+                 perceptions, recipes, niqe_params, sigma_probe=(), log=print, ssim=True,
+                 halves=False) -> List[Dict]:
+    """Fit under one protocol for each recipe, transport the test images, and measure every perception
+    (with ``halves``, also on each half of the test images)."""
     natural = fit_clean if protocol == "calibration" else other
+
     def measure(images, perception=0.0):
         with_ssim = ssim is True or (ssim == "ends" and perception in (0.0, 1.0))
-        return E.evaluate(images, test_clean, niqe_params, with_ssim=with_ssim)
+        metrics = E.evaluate(images, test_clean, niqe_params, with_ssim=with_ssim)
+        if halves:
+            metrics["halves"] = [E.evaluate(o, c, None, with_ssim=False)
+                                 for o, c in zip(halves_of(images), halves_of(test_clean))]
+        return metrics
 
     mmse = measure(test_restored)
     rows = []
@@ -132,28 +186,40 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
 
 def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS, n_fit: int = 12,
                   n_test: int = 12, crop: int = 256, perceptions=PERCEPTIONS, recipes=None,
-                  niqe: bool = True, sigma_probe=SIGMA_PROBE, log=print, ssim: bool = True) -> Dict:
-    """Every (task, protocol, recipe, perception) row; see the module docstring."""
+                  niqe: bool = True, sigma_probe=SIGMA_PROBE, log=print, ssim: bool = True,
+                  vae: str = DEFAULT_SPACE, halves: bool = False, restored_cache: Optional[Dict] = None) -> Dict:
+    """Every (task, protocol, recipe, perception) row in one latent space; see the module docstring.
+
+    ``restored_cache`` (task → (fit_restored, test_restored)) lets several spaces share one restorer run.
+    """
     recipes = recipes or [P.PAPER_RECIPE, P.FULL_RECIPE]
-    space, space_name = S.resolve_space(str(data / "taesd"))
+    space, space_name = S.resolve_space(space_spec(vae, data))
     niqe_params = data / "metrics" / "niqe_pris_params.npz" if niqe else None
     fit_clean = load_set(data / "images" / "cbsd68", 0, n_fit, crop)
     test_clean = load_set(data / "images" / "cbsd68", n_fit, n_test, crop)
     other = load_set(data / "images" / "kodak24", 0, n_fit, crop)
-    results = {"config": {"space": space_name, "patch_size": P.DEFAULT_PATCH_SIZE, "n_fit": n_fit,
+    results = {"config": {"space": space_name, "space_label": vae, "latent_channels": space.latent_channels,
+                          "patch_size": P.DEFAULT_PATCH_SIZE, "n_fit": n_fit,
                           "n_test": n_test, "crop": crop, "fit_and_test": "CBSD68 (sorted; disjoint)",
                           "unpaired_natural": "Kodak24", "perceptions": list(perceptions),
                           "recipes": [r.__dict__ for r in recipes]},
                "tasks": {}}
     for task in tasks:
-        log(f"{task}: {RESTORER_NAMES[task]}")
-        restore = Restorer(task, data)
-        fit_restored = restore(E.degrade(fit_clean, task, seed=1))
-        test_restored = restore(E.degrade(test_clean, task, seed=2))
+        log(f"{vae} {task}: {RESTORER_NAMES[task]}")
+        if restored_cache is not None and task in restored_cache:
+            fit_restored, test_restored = restored_cache[task]
+        else:
+            restore = Restorer(task, data)
+            with torch.inference_mode():
+                fit_restored = restore(E.degrade(fit_clean, task, seed=1))
+                test_restored = restore(E.degrade(test_clean, task, seed=2))
+            fit_restored, test_restored = [r.clone() for r in fit_restored], [r.clone() for r in test_restored]
+            if restored_cache is not None:
+                restored_cache[task] = (fit_restored, test_restored)
         results["tasks"][task] = {}
         for protocol in protocols:
             rows = run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, test_restored,
-                                test_clean, perceptions, recipes, niqe_params, sigma_probe, log, ssim)
+                                test_clean, perceptions, recipes, niqe_params, sigma_probe, log, ssim, halves)
             results["tasks"][task][protocol] = rows
     results["targets"] = check_targets(results)
     return results
@@ -228,6 +294,132 @@ def markdown(results: Dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+# ------------------------------------------------------------------ several latent spaces (issue 10)
+def run_spaces(data: Path, spaces: Sequence[str], log=print, **kwargs) -> Dict:
+    """``run_benchmark`` in each space (sharing the restorers' outputs), with halves, and the issue-10 checks."""
+    cache: Dict = {}
+    out = {"spaces": {}}
+    for name in spaces:
+        start = time.time()
+        out["spaces"][name] = run_benchmark(data, vae=name, halves=True, restored_cache=cache, log=log, **kwargs)
+        out["spaces"][name]["runtime_s"] = time.time() - start
+    out["space_targets"] = check_space_targets(out)
+    return out
+
+
+def _set_ratios(row: Dict, set_name: str) -> Dict:
+    if set_name == "all":
+        return row
+    return row["halves"][SET_NAMES.index(set_name) - 1]
+
+
+def check_space_targets(spaces: Dict, protocol: str = "unpaired", recipe: str = "full") -> List[Dict]:
+    """Per (space, task, set): the issue-10 limits at perception 1 and the monotone fall of SWD and patch-FD."""
+    out = []
+    for name, results in spaces["spaces"].items():
+        for task, limits in SPACE_TARGETS.items():
+            rows = {p: find_row(results, task, protocol, recipe, p) for p in MONOTONE_PERCEPTIONS}
+            if any(r is None for r in rows.values()):
+                continue
+            for set_name in SET_NAMES:
+                if set_name != "all" and "halves" not in rows[1.0]:
+                    continue
+                r = {p: _set_ratios(row, set_name) for p, row in rows.items()}
+                top = r[1.0]
+                measured = {"psnr_loss": top["psnr_loss"], "swd": top["swd_ratio"],
+                            "patch_fd": top["patch_fd_ratio"], "swd_lowpass": top["lowpass_ratio"]}
+                checks = {key: measured[key] <= limit for key, limit in limits.items()}
+                checks["monotone"] = all(r[b][key] <= r[a][key] + 1e-12
+                                         for a, b in zip(MONOTONE_PERCEPTIONS, MONOTONE_PERCEPTIONS[1:])
+                                         for key in ("swd_ratio", "patch_fd_ratio"))
+                out.append({"space": name, "task": task, "set": set_name, "limits": limits,
+                            "measured": measured, "checks": checks, "met": all(checks.values())})
+    return out
+
+
+def _cell(ratios: Dict) -> str:
+    return (f"{-ratios['psnr_loss']:+.2f} / {ratios['swd_ratio']:.2f}× / {ratios['patch_fd_ratio']:.2f}× "
+            f"(low {ratios['lowpass_ratio']:.2f}×)")
+
+
+def markdown_spaces(spaces: Dict, protocol: str = "unpaired", recipe: str = "full") -> str:
+    """One table per space (ΔPSNR / SWD / patch-FD / low-pass ratios at each perception, on all crops and on
+    each half), then every issue-10 target, met or not."""
+    lines = []
+    for name, results in spaces["spaces"].items():
+        cfg = results["config"]
+        label = SPACES.get(name, (None, f"{cfg['latent_channels']} ch"))[1]
+        lines += [f"**{name} ({label}) — {protocol}, {recipe} recipe** "
+                  f"({cfg['n_test']} held-apart crops; A, B = its halves; {results.get('runtime_s', 0):.0f} s)", "",
+                  "| task | perception | all | A | B |", "|---|---|---|---|---|"]
+        for task in results["tasks"]:
+            for row in results["tasks"][task].get(protocol, []):
+                if row["recipe"] != recipe and not row["recipe"].startswith(recipe + " σ="):
+                    continue
+                if row["perception"] == 0:
+                    continue
+                cells = [_cell(row)] + [_cell(h) for h in row.get("halves", [])]
+                cells += ["–"] * (3 - len(cells))
+                extra = row["recipe"][len(recipe):].strip()
+                lines.append(f"| {task} | {row['perception']:g}{' ' + extra if extra else ''} | "
+                             + " | ".join(cells) + " |")
+        lines.append("")
+    targets = spaces.get("space_targets") or check_space_targets(spaces, protocol, recipe)
+    if targets:
+        lines += ["**Issue-10 targets at perception 1 (unpaired full recipe)**: ΔPSNR ≥ −3.0 dB; SR: SWD ≤ 0.45×, "
+                  "patch-FD ≤ 0.35×, low-pass ≤ 1.5×; denoising: SWD ≤ 0.5×, patch-FD ≤ 0.5×; SWD and patch-FD "
+                  "no higher at 1 than at 0.75, nor at 0.75 than at 0.5.", "",
+                  "| space | task | set | PSNR loss | SWD | patch-FD | low-pass | monotone | met |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for t in targets:
+            m, c = t["measured"], t["checks"]
+
+            def mark(key):
+                return "" if key not in c else (" ✓" if c[key] else " ✗")
+            lines.append(f"| {t['space']} | {t['task']} | {t['set']} | {m['psnr_loss']:.2f}{mark('psnr_loss')} | "
+                         f"{m['swd']:.2f}{mark('swd')} | {m['patch_fd']:.2f}{mark('patch_fd')} | "
+                         f"{m['swd_lowpass']:.2f}{mark('swd_lowpass')} | {'✓' if c['monotone'] else '✗'} | "
+                         f"{'yes' if t['met'] else 'no'} |")
+        met = sum(t["met"] for t in targets)
+        lines += ["", f"{met} of {len(targets)} (space, task, set) cells meet every target."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: str = "full") -> Optional[Path]:
+    """PSNR against SWD and against patch-FD (ratios to the MMSE output), one line per space, per task."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return None
+    tasks = sorted({t for r in spaces["spaces"].values() for t in r["tasks"]})
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for i, task in enumerate(tasks):
+        for name, results in spaces["spaces"].items():
+            pts = [r for r in results["tasks"].get(task, {}).get(protocol, []) if r["recipe"] == recipe]
+            for j, key in enumerate(("swd_ratio", "patch_fd_ratio")):
+                axes[i, j].plot([r[key] for r in pts], [-r["psnr_loss"] for r in pts], marker="o", label=name)
+                for r in pts:
+                    if r["perception"] in (0.5, 1.0):
+                        axes[i, j].annotate(f"{r['perception']:g}", (r[key], -r["psnr_loss"]), fontsize=7)
+        for j, (name, limit) in enumerate((("SWD", SPACE_TARGETS[task]["swd"]),
+                                           ("patch-FD", SPACE_TARGETS[task]["patch_fd"]))):
+            ax = axes[i, j]
+            ax.axvline(limit, color="grey", ls=":", lw=1)
+            ax.axhline(-SPACE_TARGETS[task]["psnr_loss"], color="grey", ls=":", lw=1)
+            ax.set_title(f"{RESTORER_NAMES[task]}, {protocol}: ΔPSNR vs {name} ratio")
+            ax.set_xlabel(f"{name} to clean / MMSE output's (lower = more natural)")
+            ax.set_ylabel("ΔPSNR vs MMSE (dB)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot(results: Dict, path: Path) -> Optional[Path]:
     """PSNR against total SWD and against patch-FD, one line per (task, protocol, recipe)."""
     try:
@@ -262,6 +454,9 @@ def plot(results: Dict, path: Path) -> Optional[Path]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the development data folder")
+    parser.add_argument("--vae", nargs="+", default=[DEFAULT_SPACE],
+                        help=f"latent spaces: {', '.join(SPACES)}, 'all', or any --vae of the command line "
+                             "(a TAESD folder, FOLDER:NAME); several give pd_spaces.md with the issue-10 targets")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out")
     parser.add_argument("--tasks", nargs="+", default=list(E.TASKS), choices=E.TASKS)
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
@@ -277,10 +472,22 @@ def main(argv=None) -> int:
         return 2
     start = time.time()
     torch.manual_seed(0)
-    results = run_benchmark(args.data, args.tasks, args.protocols, args.n_fit, args.n_test, args.crop,
-                            niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim])
-    results["runtime_s"] = time.time() - start
+    vaes = list(SPACES) if args.vae == ["all"] else args.vae
+    options = dict(tasks=args.tasks, protocols=args.protocols, n_fit=args.n_fit, n_test=args.n_test,
+                   crop=args.crop, niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim])
     args.out.mkdir(parents=True, exist_ok=True)
+    if len(vaes) > 1:
+        spaces = run_spaces(args.data, vaes, **options)
+        spaces["runtime_s"] = time.time() - start
+        table = markdown_spaces(spaces, "unpaired" if "unpaired" in args.protocols else args.protocols[0])
+        (args.out / "pd_spaces.md").write_text(table)
+        (args.out / "pd_spaces.json").write_text(json.dumps(spaces, indent=1))
+        plot_spaces(spaces, args.out / "pd_spaces.png")
+        print(table)
+        print(f"wrote {args.out}/pd_spaces.md, .json, .png — whole run {spaces['runtime_s']:.0f} s")
+        return 0
+    results = run_benchmark(args.data, vae=vaes[0], **options)
+    results["runtime_s"] = time.time() - start
     table = markdown(results)
     (args.out / "pd_curve.md").write_text(table)
     (args.out / "pd_curve.json").write_text(json.dumps(results, indent=1))
