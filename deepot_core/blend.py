@@ -10,32 +10,107 @@ restored image. Detail band (``detail_sigma`` > 0): only Δ − G_σ∗Δ is add
 the output's low frequencies stay the restored image's own (no recolouring):
 
     out = clip(restored + p·(Δ − G_σ∗Δ)).
+
+Natural slope (``natural_slopes``, on by default with residual decode): some decoders
+render a transported latent with more fine detail than any photo holds (TAEF1, TAESD3
+and TAESDXL by half again at the finest pyramid levels), so perception 1 overshot. Natural
+photos are close to scale-invariant: a Laplacian level holds at most about s× the energy
+of the next coarser one (s = 1.5, 1.0, 0.9 from the finest, between Kodak24's and
+CBSD68's). Per image, each of the finest levels of the added band gets the largest gain
+in [0, 1] that keeps the output within that slope (coarse to fine, never below the restored
+image's own energy). Where the decoder renders faithfully the caps do not bind and the
+output is unchanged; perception scales the capped band, so the curve stays monotone.
 """
-from typing import Optional
+from typing import List, Optional, Sequence
 
 import torch
 
-from .constants import DEFAULT_DETAIL_SIGMA, STRENGTH_MAX, STRENGTH_MIN
+from .constants import DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_SLOPES, STRENGTH_MAX, STRENGTH_MIN
 from .errors import TransportInputError
 from .image_ops import check_image, gaussian_blur, match_batches, match_sizes, split_alpha
+from .pyramid import collapse, laplacian_pyramid_bchw
 from .validation import check_scalar
 
 #: Largest detail σ in pixels; beyond it the band holds the low frequencies it is meant to exclude.
 MAX_DETAIL_SIGMA = 64.0
+#: Largest natural slope accepted (a level may hold this many times the next coarser level's energy).
+MAX_NATURAL_SLOPE = 100.0
+
+
+def _check_slopes(slopes) -> List[float]:
+    if slopes is None:
+        return []
+    values = [check_scalar(s, "natural_slopes", 0.0, MAX_NATURAL_SLOPE) for s in slopes]
+    if any(v <= 0 for v in values):
+        raise TransportInputError(f"natural_slopes must be positive, got {list(slopes)}; give None to turn the cap off.")
+    return values
+
+
+def _largest_gain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cap: torch.Tensor) -> torch.Tensor:
+    """Largest g in [0, 1] with a·g² + 2b·g + c ≤ cap (the energy of restored + g·band), per image."""
+    disc = (b * b - a * (c - cap)).clamp(min=0)
+    root = torch.where(a > 0, (-b + disc.sqrt()) / a.clamp(min=torch.finfo(a.dtype).tiny), torch.ones_like(a))
+    return torch.where(a + 2 * b + c <= cap, torch.ones_like(a), root.clamp(0.0, 1.0))
+
+
+def natural_slope_gains(base: torch.Tensor, band: torch.Tensor,
+                        slopes: Sequence[float] = DEFAULT_NATURAL_SLOPES) -> torch.Tensor:
+    """Per image and finest pyramid level, the gain on ``band`` that keeps ``base + band`` within the natural slope.
+
+    ``base`` and ``band`` are [B,C,H,W]; returns [B, len(slopes)] gains in [0, 1] (finest first). Level k of the
+    output may hold at most ``slopes[k]`` × the energy of its level k+1 (or the restored image's own level-k
+    energy, if that is more); energies are means over pixels and channels, in float64.
+    """
+    levels = len(slopes)
+    bands_r = laplacian_pyramid_bchw(base, levels + 1)
+    bands_h = laplacian_pyramid_bchw(band, levels + 1)
+
+    def energy(x):
+        return x.double().pow(2).mean(dim=(1, 2, 3))
+
+    def cross(x, y):
+        return (x.double() * y.double()).mean(dim=(1, 2, 3))
+
+    gains = torch.ones(base.shape[0], levels, dtype=torch.float64, device=base.device)
+    above = energy(bands_r[levels] + bands_h[levels])
+    for k in range(levels - 1, -1, -1):
+        a, b, c = energy(bands_h[k]), cross(bands_h[k], bands_r[k]), energy(bands_r[k])
+        cap = torch.maximum(slopes[k] * above, c)
+        g = _largest_gain(a, b, c, cap)
+        gains[:, k] = g
+        above = a * g * g + 2 * b * g + c
+    return gains
+
+
+def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence[float]) -> torch.Tensor:
+    """``band`` with its finest pyramid levels scaled by ``natural_slope_gains`` (IMAGE layout in and out)."""
+    h, w = base.shape[1:3]
+    levels = min(len(slopes), max(0, min(h, w).bit_length() - 2))  # the pyramid needs 2^(levels+1) pixels
+    if levels == 0:
+        return band
+    slopes = list(slopes)[:levels]
+    base_c, band_c = base.permute(0, 3, 1, 2), band.permute(0, 3, 1, 2)
+    gains = natural_slope_gains(base_c, band_c, slopes).to(band.dtype)
+    bands = laplacian_pyramid_bchw(band_c, levels + 1)
+    bands = [x * gains[:, k, None, None, None] if k < levels else x for k, x in enumerate(bands)]
+    return collapse(bands).permute(0, 2, 3, 1)
 
 
 def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: float,
              reconstructed: Optional[torch.Tensor] = None,
-             detail_sigma: float = DEFAULT_DETAIL_SIGMA) -> torch.Tensor:
+             detail_sigma: float = DEFAULT_DETAIL_SIGMA,
+             natural_slopes: Optional[Sequence[float]] = DEFAULT_NATURAL_SLOPES) -> torch.Tensor:
     """Pick a point on the perception–distortion curve; IMAGE tensors [B,H,W,C] in, IMAGE out.
 
     ``perception`` 0 returns the restored image, 1 the full transport, −1..2
     allowed. Sizes are centre-cropped to the smallest, batch 1 broadcasts
     against N, grey and RGBA are accepted (the restored image's alpha is kept).
-    ``detail_sigma`` only acts with ``reconstructed`` (0 turns the band off).
+    ``detail_sigma`` and ``natural_slopes`` (the per-level cap; None turns it
+    off) only act with ``reconstructed`` (0 turns the band off).
     """
     perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
     detail_sigma = check_scalar(detail_sigma, "detail_sigma", 0.0, MAX_DETAIL_SIGMA)
+    slopes = _check_slopes(natural_slopes)
     images = [check_image(restored, "restored"), check_image(transported, "transported")]
     names = ["restored", "transported"]
     if reconstructed is not None:
@@ -53,6 +128,8 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
         delta = moved - split_alpha(images[2])[0]
         if detail_sigma > 0:
             delta = delta - gaussian_blur(delta, detail_sigma)
+        if slopes:
+            delta = _natural_slope_band(base, delta, slopes)
         out = base + perception * delta
     out = out.clamp(0.0, 1.0)
     if alpha is not None:
@@ -60,8 +137,10 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
     return out
 
 
-def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigma=DEFAULT_DETAIL_SIGMA):
+def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigma=DEFAULT_DETAIL_SIGMA,
+             natural_slopes=DEFAULT_NATURAL_SLOPES):
     """``pd_blend`` at several perceptions, concatenated along the batch (perception-major)."""
     if len(perceptions) == 0:
         raise TransportInputError("give at least one perception value.")
-    return torch.cat([pd_blend(restored, transported, p, reconstructed, detail_sigma) for p in perceptions])
+    return torch.cat([pd_blend(restored, transported, p, reconstructed, detail_sigma, natural_slopes)
+                      for p in perceptions])

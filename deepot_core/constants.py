@@ -25,6 +25,8 @@ STATS_STRIP_ELEMENTS = 1 << 24
 
 #: Default Gaussian σ (pixels) of the detail band: keep only Δ − G_σ∗Δ of the residual.
 DEFAULT_DETAIL_SIGMA = 2.0
+#: PD Blend's natural slope per pyramid level, finest first (see blend.py): measured on Kodak24 and CBSD68.
+DEFAULT_NATURAL_SLOPES = (1.5, 1.0, 0.9)
 
 #: Version of the .safetensors transport file layout; bump on incompatible change.
 FILE_FORMAT_VERSION = 1

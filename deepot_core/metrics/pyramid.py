@@ -1,60 +1,12 @@
-"""Laplacian pyramid with the 5-tap binomial kernel (Burt & Adelson), as used by ProGAN's SWD.
-
-Why: the sliced Wasserstein metric compares patch statistics per frequency band.
-"""
+"""The Laplacian pyramid of IMAGE batches, as ProGAN's SWD uses it (the bands live in ``deepot_core.pyramid``)."""
 from __future__ import annotations
 
 from typing import List
 
 import torch
-import torch.nn.functional as F
 
+from ..pyramid import BINOMIAL_5, collapse, laplacian_pyramid_bchw, pyr_down, pyr_up  # noqa: F401
 from ._inputs import image_list
-
-BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)   # separable low-pass kernel, sums to 16
-
-
-def _kernel(channels: int, dtype, device) -> torch.Tensor:
-    k = torch.tensor(BINOMIAL_5, dtype=dtype, device=device)
-    k2 = k[:, None] * k[None, :]
-    k2 = k2 / k2.sum()
-    return k2.expand(channels, 1, 5, 5)
-
-
-def _blur(x: torch.Tensor) -> torch.Tensor:
-    mode = "reflect" if min(x.shape[-2:]) > 2 else "replicate"
-    x = F.pad(x, (2, 2, 2, 2), mode=mode)
-    return F.conv2d(x, _kernel(x.shape[1], x.dtype, x.device), groups=x.shape[1])
-
-
-def pyr_down(x: torch.Tensor) -> torch.Tensor:
-    """Blur then keep every second pixel: [B,C,H,W] -> [B,C,ceil(H/2),ceil(W/2)]."""
-    return _blur(x)[..., ::2, ::2]
-
-
-def pyr_up(x: torch.Tensor, size) -> torch.Tensor:
-    """Zero-insertion upsampling to ``size`` (H,W) followed by the blur (gain 4)."""
-    b, c, h, w = x.shape
-    up = x.new_zeros(b, c, 2 * h, 2 * w)
-    up[..., ::2, ::2] = x
-    return 4.0 * _blur(up[..., : size[0], : size[1]])
-
-
-def laplacian_pyramid_bchw(x: torch.Tensor, levels: int) -> List[torch.Tensor]:
-    """[B,C,H,W] -> ``levels`` band-pass images (finest first) + the Gaussian low-pass residual."""
-    if not isinstance(levels, int) or levels < 0:
-        raise ValueError(f"levels must be a non-negative int, got {levels!r}")
-    if min(x.shape[-2:]) < 2 ** levels:
-        raise ValueError(f"images of {x.shape[-2]}x{x.shape[-1]} pixels are too small for {levels} "
-                         f"pyramid levels; use fewer levels or larger images")
-    out = []
-    cur = x
-    for _ in range(levels):
-        low = pyr_down(cur)
-        out.append(cur - pyr_up(low, cur.shape[-2:]))
-        cur = low
-    out.append(cur)
-    return out
 
 
 def laplacian_pyramid(images: torch.Tensor, levels: int) -> List[torch.Tensor]:
