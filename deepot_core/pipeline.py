@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .blend import pd_blend
 from .colour import colour_gap, harmonise_colours
-from .constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_PATCH_SIZE
+from .constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE
 from .errors import TransportInputError
 from .spaces import PIXEL_SPACE, SPACE_KEY
 from .statistics import PatchStatistics
@@ -39,11 +39,13 @@ DEFAULT_PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ."""
+    """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ, and the
+    per-level natural-slope cap on that band (None: off)."""
     name: str
     harmonise: bool
     residual: bool
     detail_sigma: float
+    natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES
 
 
 PAPER_RECIPE = Recipe("paper", harmonise=False, residual=False, detail_sigma=0.0)
@@ -51,9 +53,11 @@ FULL_RECIPE = Recipe("full", harmonise=True, residual=True, detail_sigma=DEFAULT
 PAIRED_RECIPE = Recipe("full", harmonise=False, residual=True, detail_sigma=DEFAULT_DETAIL_SIGMA)
 
 
-def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA) -> Recipe:
+def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
+                natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES) -> Recipe:
     """The full recipe for calibration pairs (no harmonising) or for unpaired natural photos."""
-    return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma)
+    return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma,
+                  natural_slopes=natural_slopes)
 
 
 # ---------------------------------------------------------------------------- encode / decode
@@ -138,7 +142,7 @@ def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torc
     restored = restored[..., :3]
     if recipe.residual:
         return pd_blend(restored, transported, perception, reconstructed=reconstructed,
-                        detail_sigma=recipe.detail_sigma)
+                        detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes)
     return pd_blend(restored, transported, perception)
 
 

@@ -16,7 +16,9 @@ SIZE = (40, 48)  # H, W: not multiples of 8, so padding and cropping are exercis
 
 def _photo(path, seed, blur=False):
     rng = np.random.default_rng(seed)
-    x = rng.random((SIZE[0], SIZE[1], 3))
+    # about scale-invariant, like a photo: equal noise energy in each octave (white noise is all fine detail)
+    x = sum(np.kron(rng.random((SIZE[0] // 2 ** k + 1, SIZE[1] // 2 ** k + 1, 3)), np.ones((2 ** k, 2 ** k, 1)))
+            [:SIZE[0], :SIZE[1]] for k in range(4)) / 4
     if blur:  # a stand-in "restored" image: smoother than the natural one
         x = (x + np.roll(x, 1, 0) + np.roll(x, 1, 1) + np.roll(x, (1, 1), (0, 1))) / 4
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -132,7 +132,8 @@ def test_cli_applies_a_pixel_space_transport_as_comfyui_made_it(tmp_path, no_com
     for space, name in ((C.ComfyPixelSpace(), "comfy:pixel_space"), (PixelSpace(), "pixel")):
         out = tmp_path / f"out_{name.replace(':', '_')}"
         assert main(["apply", "--transport", str(fit(space, name)), "--in", str(tmp_path / "in"),
-                     "--out", str(out), "--perception", "1", "--detail-sigma", "0", "--quiet"]) == 0
+                     "--out", str(out), "--perception", "1", "--detail-sigma", "0", "--no-natural-slope",
+                     "--quiet"]) == 0  # white-noise "photos" break the natural slope: the cap would hide the map
         outputs[name] = load_image(out / "0.png")
     source = load_image(tmp_path / "in" / "0.png")
     assert (outputs["pixel"] - source).abs().max() > 10 / 255  # the transport does something

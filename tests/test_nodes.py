@@ -261,7 +261,12 @@ def test_pd_blend_endpoints_and_residual_decode():
     torch.testing.assert_close(one, transported)
     (residual,) = run_node(BLEND, restored=restored, transported=transported, reconstructed=reconstructed,
                            detail_sigma=0.0, perception=1.0)
-    torch.testing.assert_close(residual, (restored + transported - reconstructed).clamp(0, 1))
+    # the node is the library's blend: residual decode with its default natural-slope cap
+    from deepot_core import pd_blend
+    torch.testing.assert_close(residual, pd_blend(restored, transported, 1.0, reconstructed=reconstructed,
+                                                  detail_sigma=0.0))
+    uncapped = pd_blend(restored, transported, 1.0, reconstructed=reconstructed, detail_sigma=0.0, natural_slopes=None)
+    torch.testing.assert_close(uncapped, (restored + transported - reconstructed).clamp(0, 1))
 
 
 def test_pd_blend_perception_list_yields_a_batch():

@@ -87,7 +87,8 @@ def test_diagnostics_values_and_report_lines():
     assert d["target_condition"] == pytest.approx(float(np.linalg.cond(t.covariance.numpy())), rel=1e-6)
     assert d["source_condition"] == pytest.approx(float(np.linalg.cond(s.covariance.numpy())), rel=1e-6)
     lines = tr.report().split("\n")
-    assert len(lines) == 3 + len(d["warnings"])
+    assert len(lines) == 4 + len(d["warnings"])
+    assert lines[-1].startswith("PD Blend keeps the added detail within the natural slope") and "1.5/1/0.9×" in lines[-1]
     before, after = d["w2_before"] / math.sqrt(18), d["w2_after"] / math.sqrt(18)
     assert lines[2] == f"W2 (per dim) before → after: {before:.4g} → {after:.2g}"
     zs = LatentTransport(None, t).diagnostics

@@ -22,6 +22,9 @@ def add_parser(sub) -> None:
                    help="0 = the restored image, 1 = full transport (−1..2)")
     p.add_argument("--detail-sigma", type=float, default=DEFAULT_DETAIL_SIGMA,
                    help="Gaussian σ (px) of the detail band added by the residual decode; 0 = whole residual")
+    p.add_argument("--no-natural-slope", action="store_true",
+                   help="add the detail band uncapped (by default each fine pyramid level is kept within the "
+                        "natural slope of photos, so decoders that over-render cannot overshoot)")
     p.add_argument("--plain", action="store_true",
                    help="the paper's plain blend of the decoded transport (no residual decode / detail band)")
     add_space_option(p, "Default: the space recorded in the transport file (pixel needs no weights).")
@@ -94,7 +97,8 @@ def run(args) -> int:
 
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)
-    recipe = PAPER_RECIPE if args.plain else Recipe("cli", FULL_RECIPE.harmonise, True, args.detail_sigma)
+    recipe = PAPER_RECIPE if args.plain else Recipe("cli", FULL_RECIPE.harmonise, True, args.detail_sigma,
+                                                    None if args.no_natural_slope else FULL_RECIPE.natural_slopes)
     if args.out.resolve() == args.input.resolve():
         raise CliError("--out must differ from --in (inputs are never overwritten).")
     # outputs are never read back as inputs, even when --out lies inside --in

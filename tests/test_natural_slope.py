@@ -1,0 +1,119 @@
+"""PD Blend's natural-slope cap (issue 10): perception 1 stays the most natural point when a decoder over-renders.
+
+A fixture stands in for TAEF1 and TAESD3: the "decoded transport" holds three times the
+detail the clean photos lack. Uncapped, the distances overshoot past perception 0.5; capped,
+they fall all the way to 1. Where the band already respects the slope, nothing changes.
+"""
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deepot_core import TransportInputError, pd_blend
+from deepot_core.blend import natural_slope_gains
+from deepot_core.constants import DEFAULT_NATURAL_SLOPES
+from deepot_core.image_ops import gaussian_blur
+from deepot_core.metrics import sliced_wasserstein_patches
+from deepot_core.pyramid import collapse, laplacian_pyramid_bchw
+
+PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def photo(seed, size=64, channels=3):
+    """About scale-invariant like a photo: equal noise energy in each octave, bilinear upsampled."""
+    g = torch.Generator().manual_seed(seed)
+    x = 0
+    for k in range(5):
+        n = torch.rand(1, channels, max(1, size // 2 ** k), max(1, size // 2 ** k), generator=g)
+        x = x + torch.nn.functional.interpolate(n, size=(size, size), mode="bilinear", align_corners=False)
+    return (x / 5).permute(0, 2, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def over_rendered():
+    clean = [photo(s) for s in range(8)]
+    restored = [gaussian_blur(x, 1.5) for x in clean]            # an MMSE-like loss of fine detail
+    moved = [r + 3.0 * (x - r) for x, r in zip(clean, restored)]   # a decoder that renders 3× the missing detail
+    return clean, restored, moved
+
+
+def distance(outputs, clean):
+    return float(sliced_wasserstein_patches(outputs, clean, levels=3, patch_size=7, seed=0,
+                                            normalize="joint")["total"])
+
+
+def curve(over_rendered, slopes):
+    clean, restored, moved = over_rendered
+    return [distance([pd_blend(r, m, p, reconstructed=r, natural_slopes=slopes) for r, m in zip(restored, moved)],
+                     clean) for p in PERCEPTIONS]
+
+
+def test_over_rendered_detail_overshoots_without_the_cap(over_rendered):
+    """The fixture tells the cases apart: uncapped, perception 1 is further from the photos than 0.5."""
+    d = curve(over_rendered, None)
+    assert d[PERCEPTIONS.index(1.0)] > 1.5 * d[PERCEPTIONS.index(0.5)]
+
+
+def test_with_the_cap_distances_fall_monotonically_to_perception_one(over_rendered):
+    d = curve(over_rendered, DEFAULT_NATURAL_SLOPES)
+    assert all(b < a for a, b in zip(d, d[1:])), d
+    assert d[-1] < 0.5 * d[0]  # and perception 1 is much closer to the photos than the restored images
+
+
+def test_a_band_within_the_slope_is_left_alone():
+    base = gaussian_blur(photo(1), 3.0)  # a smooth photo: its fine levels far below the slope
+    band = 0.05 * (photo(2) - gaussian_blur(photo(2), 2.0))  # a little detail: far below the slope
+    gains = natural_slope_gains(base.permute(0, 3, 1, 2), band.permute(0, 3, 1, 2))
+    assert torch.equal(gains, torch.ones_like(gains))
+    moved = base + band
+    torch.testing.assert_close(pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0),
+                               pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0, natural_slopes=None),
+                               rtol=0, atol=1e-6)
+
+
+def test_gains_are_per_image(over_rendered):
+    clean, restored, moved = over_rendered
+    calm = restored[1] + 0.05 * (clean[1] - restored[1])
+    r, m = torch.cat([restored[0], restored[1]]), torch.cat([moved[0], calm])
+    gains = natural_slope_gains(r.permute(0, 3, 1, 2), (m - r).permute(0, 3, 1, 2))
+    assert gains[0, 0] < 0.9 and torch.equal(gains[1], torch.ones_like(gains[1]))
+    batch = pd_blend(r, m, 1.0, reconstructed=r)
+    torch.testing.assert_close(batch[:1], pd_blend(restored[0], moved[0], 1.0, reconstructed=restored[0]))
+    torch.testing.assert_close(batch[1:], pd_blend(restored[1], calm, 1.0, reconstructed=restored[1]))
+
+
+def test_images_too_small_for_the_pyramid_are_blended_uncapped():
+    base, moved = photo(3, size=8), photo(4, size=8)
+    torch.testing.assert_close(pd_blend(base, moved, 1.0, reconstructed=base),
+                               pd_blend(base, moved, 1.0, reconstructed=base, natural_slopes=None))
+
+
+@pytest.mark.parametrize("bad", [(-1.0, 1.0), (float("nan"),), (0.0, 1.0), ("x",)])
+def test_bad_slopes_are_refused(bad):
+    with pytest.raises(TransportInputError, match="natural_slopes"):
+        pd_blend(photo(0), photo(1), 1.0, reconstructed=photo(0), natural_slopes=bad)
+
+
+def _energies(bands):
+    return [x.double().pow(2).mean(dim=(1, 2, 3)) for x in bands]
+
+
+@settings(max_examples=40, deadline=None)
+@given(size=st.integers(16, 48), channels=st.sampled_from([1, 3]), seed=st.integers(0, 10_000),
+       scale=st.floats(0.0, 5.0), slopes=st.lists(st.floats(0.3, 4.0), min_size=1, max_size=3))
+def test_capped_output_keeps_the_slope_and_gains_stay_in_range(size, channels, seed, scale, slopes):
+    """Any base and band: gains in [0, 1]; each capped level within max(slope × the level above, its own)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(2, channels, size, size, generator=g, dtype=torch.float64)
+    band = scale * torch.randn(2, channels, size, size, generator=g, dtype=torch.float64)
+    gains = natural_slope_gains(base, band, slopes)
+    assert gains.shape == (2, len(slopes)) and bool(((gains >= 0) & (gains <= 1)).all())
+    levels = len(slopes)
+    rb, hb = laplacian_pyramid_bchw(base, levels + 1), laplacian_pyramid_bchw(band, levels + 1)
+    out = [r + (gains[:, k, None, None, None] * h if k < levels else h) for k, (r, h) in enumerate(zip(rb, hb))]
+    e_out, e_base = _energies(out), _energies(rb)
+    for k in range(levels):
+        limit = torch.maximum(slopes[k] * e_out[k + 1], e_base[k])
+        assert bool((e_out[k] <= limit * (1 + 1e-9) + 1e-15).all())
+    # the bands rebuild the band exactly: with every gain 1 the cap is a no-op
+    torch.testing.assert_close(collapse(hb), band)
