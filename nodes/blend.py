@@ -36,7 +36,9 @@ class PDBlend(io.ComfyNode):
             description=("Blends the restored image with its transported decode: perception 0 = the restored "
                          "image (least distortion), 1 = full transport (most natural-looking). Connect "
                          "'reconstructed' (the decode of the untransported latent) to add only the transport's "
-                         "change and skip the VAE's own error. A list in 'perceptions' gives one image per value "
+                         "change and skip the VAE's own error; that change's fine pyramid levels are kept within "
+                         "the natural slope of photos, so perception 1 never overshoots. A list in 'perceptions' "
+                         "gives one image per value "
                          "and previews them on the node as a labelled sheet (one row per image)."),
             inputs=[
                 io.Image.Input("restored", tooltip="The restoration model's original output."),
