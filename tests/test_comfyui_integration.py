@@ -607,10 +607,11 @@ def assert_same_image(cli, server, source):
 
 def test_command_line_applies_a_taesd_transport_saved_by_the_server(comfy, tmp_path):
     """Fit + Save Latent Transport in ComfyUI (taesd) → `deepot apply` without ComfyUI → the server's own image."""
-    saved, server = server_made(comfy, "taesd", "cli_taesd", 0.75)
+    saved, server = server_made(comfy, "taesd", "cli_taesd", 2.0)  # extrapolated: the natural-slope cap keeps
+    # the change small on these white-noise "photos", and the check below needs it visible
     from deepot_core.serialization import load_transport
     assert load_transport(saved).metadata["space"] == "comfy:taesd"
-    cli, source, done = cli_apply(comfy, tmp_path, saved, 0.75, sys.executable)
+    cli, source, done = cli_apply(comfy, tmp_path, saved, 2.0, sys.executable)
     assert_same_image(cli, server, source)
     assert "1 written" in done.stdout
 
@@ -634,10 +635,10 @@ def test_command_line_loads_a_subfolder_vae_through_comfyui_on_the_cpu(comfy, tm
     folder = comfy.base / "models" / "vae" / "sdxl"
     folder.mkdir(parents=True, exist_ok=True)
     save_file(packed, str(folder / "tiny_vae.safetensors"))
-    saved, server = server_made(comfy, "sdxl/tiny_vae.safetensors", "cli_subfolder", 0.5)
+    saved, server = server_made(comfy, "sdxl/tiny_vae.safetensors", "cli_subfolder", 1.5)
     from deepot_core.serialization import load_transport
     assert load_transport(saved).metadata["space"] == "comfy:sdxl/tiny_vae.safetensors"
-    cli, source, done = cli_apply(comfy, tmp_path, saved, 0.5, comfy_python(),
+    cli, source, done = cli_apply(comfy, tmp_path, saved, 1.5, comfy_python(),
                                   extra_env={"COMFYUI_BASE_DIRECTORY": str(comfy.base)})
     assert_same_image(cli, server, source)
     assert "NVIDIA" not in done.stderr
