@@ -385,14 +385,31 @@ def markdown_spaces(spaces: Dict, protocol: str = "unpaired", recipe: str = "ful
     return "\n".join(lines) + "\n"
 
 
-def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: str = "full") -> Optional[Path]:
-    """PSNR against SWD and against patch-FD (ratios to the MMSE output), one line per space, per task."""
+def _pyplot():
+    """matplotlib's pyplot on the Agg backend, or None (with a hint) when it is not installed."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+        return None
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: str = "full") -> Optional[Path]:
+    """PSNR against SWD and against patch-FD (ratios to the MMSE output), one line per space, per task."""
+    plt = _pyplot()
+    if plt is None:
         return None
     tasks = sorted({t for r in spaces["spaces"].values() for t in r["tasks"]})
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
@@ -414,20 +431,13 @@ def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: st
             ax.set_ylabel("ΔPSNR vs MMSE (dB)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot(results: Dict, path: Path) -> Optional[Path]:
     """PSNR against total SWD and against patch-FD, one line per (task, protocol, recipe)."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib not installed: no plot (pip install matplotlib)", file=sys.stderr)
+    plt = _pyplot()
+    if plt is None:
         return None
     tasks = list(results["tasks"])
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
@@ -445,10 +455,7 @@ def plot(results: Dict, path: Path) -> Optional[Path]:
             ax.set_ylabel("PSNR (dB)")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def main(argv=None) -> int:
