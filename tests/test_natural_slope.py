@@ -82,10 +82,51 @@ def test_gains_are_per_image(over_rendered):
     torch.testing.assert_close(batch[1:], pd_blend(restored[1], calm, 1.0, reconstructed=restored[1]))
 
 
-def test_images_too_small_for_the_pyramid_are_blended_uncapped():
-    base, moved = photo(3, size=8), photo(4, size=8)
-    torch.testing.assert_close(pd_blend(base, moved, 1.0, reconstructed=base),
-                               pd_blend(base, moved, 1.0, reconstructed=base, natural_slopes=None))
+def test_small_images_use_the_levels_they_have():
+    """8 px: two levels fit (and bind on an over-rendered band); 3 px: none, so the blend is uncapped."""
+    base = gaussian_blur(photo(3, size=8), 1.0)
+    moved = base + 4.0 * (photo(3, size=8) - base)
+    capped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0)
+    uncapped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0, natural_slopes=None)
+    assert float((capped - uncapped).abs().max()) > 0.01
+    tiny_base, tiny_moved = base[:, :3, :3], moved[:, :3, :3]
+    torch.testing.assert_close(pd_blend(tiny_base, tiny_moved, 1.0, reconstructed=tiny_base),
+                               pd_blend(tiny_base, tiny_moved, 1.0, reconstructed=tiny_base, natural_slopes=None))
+
+
+def brute_force_gains(base, band, slopes, steps=4001):
+    """Independent reference: per image, coarse to fine, the largest grid gain whose level energy fits."""
+    levels = len(slopes)
+    rb = laplacian_pyramid_bchw(base, levels + 1)
+    hb = laplacian_pyramid_bchw(band, levels + 1)
+    grid = torch.linspace(0, 1, steps, dtype=torch.float64)
+    out = torch.ones(base.shape[0], levels, dtype=torch.float64)
+    for i in range(base.shape[0]):
+        above = float((rb[levels][i] + hb[levels][i]).double().pow(2).mean())
+        for k in range(levels - 1, -1, -1):
+            r, h = rb[k][i].double(), hb[k][i].double()
+            energies = torch.stack([(r + g * h).pow(2).mean() for g in grid])
+            cap = max(slopes[k] * above, float(r.pow(2).mean()))
+            fits = (energies <= cap * (1 + 1e-12)).nonzero()
+            g = float(grid[fits[-1]]) if len(fits) else 0.0
+            out[i, k] = g
+            above = float((r + g * h).pow(2).mean())
+    return out
+
+
+@pytest.mark.parametrize("seed,scale,slopes", [(0, 0.3, DEFAULT_NATURAL_SLOPES), (1, 2.0, DEFAULT_NATURAL_SLOPES),
+                                               (2, 1.0, (0.7, 2.5)), (3, -1.5, (1.2, 0.8, 1.1))])
+def test_gains_are_the_largest_that_fit(seed, scale, slopes):
+    """Against a grid search: the closed-form gain is the largest in [0, 1] keeping each level within the slope
+    (the energies follow a quadratic; a band anti-correlated with the image lowers them first)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.rand(2, 3, 32, 32, generator=g, dtype=torch.float64)
+    band = scale * torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64) - 0.5 * scale * base
+    band[1] *= 0.2  # a second, calmer image: per-image gains
+    expected = brute_force_gains(base, band, slopes)
+    got = natural_slope_gains(base, band, slopes)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-3)
+    assert bool((got[0] < 1).any())  # the cases exercise the cap, not only gains of 1
 
 
 @pytest.mark.parametrize("bad", [(-1.0, 1.0), (float("nan"),), (0.0, 1.0), ("x",)])
