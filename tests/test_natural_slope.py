@@ -168,3 +168,13 @@ def test_capped_output_keeps_the_slope_and_gains_stay_in_range(size, channels, s
         assert bool((e_out[k] <= limit * (1 + 1e-9) + 1e-15).all())
     # the bands rebuild the band exactly: with every gain 1 the cap is a no-op
     torch.testing.assert_close(collapse(hb), band)
+
+
+def test_a_band_that_first_lowers_the_energy_is_still_capped_at_full_strength():
+    """E(g) = 4g² − 2g + 1 under a cap of 2: the largest fitting gain is (2 + √20)/8 ≈ 0.809, not 1 (E(1) = 3)."""
+    from deepot_core.blend import _largest_gain
+
+    t = torch.tensor
+    g = _largest_gain(t([4.0, 4.0, 0.0], dtype=torch.float64), t([-1.0, -1.0, 0.0], dtype=torch.float64),
+                      t([1.0, 1.0, 1.0], dtype=torch.float64), t([2.0, 3.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(g, t([(2 + 20 ** 0.5) / 8, 1.0, 1.0], dtype=torch.float64))
