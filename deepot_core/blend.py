@@ -62,16 +62,18 @@ def natural_slope_gains(base: torch.Tensor, band: torch.Tensor,
     energy, if that is more); energies are means over pixels and channels, in float64.
     """
     levels = len(slopes)
-    bands_r = laplacian_pyramid_bchw(base, levels + 1)
-    bands_h = laplacian_pyramid_bchw(band, levels + 1)
+    return _gains(laplacian_pyramid_bchw(base, levels + 1), laplacian_pyramid_bchw(band, levels + 1), slopes)
 
+
+def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Sequence[float]) -> torch.Tensor:
     def energy(x):
         return x.double().pow(2).mean(dim=(1, 2, 3))
 
     def cross(x, y):
         return (x.double() * y.double()).mean(dim=(1, 2, 3))
 
-    gains = torch.ones(base.shape[0], levels, dtype=torch.float64, device=base.device)
+    levels = len(slopes)
+    gains = torch.ones(bands_r[0].shape[0], levels, dtype=torch.float64, device=bands_r[0].device)
     above = energy(bands_r[levels] + bands_h[levels])
     for k in range(levels - 1, -1, -1):
         a, b, c = energy(bands_h[k]), cross(bands_h[k], bands_r[k]), energy(bands_r[k])
@@ -89,9 +91,8 @@ def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence
     if levels == 0:
         return band
     slopes = list(slopes)[:levels]
-    base_c, band_c = base.permute(0, 3, 1, 2), band.permute(0, 3, 1, 2)
-    gains = natural_slope_gains(base_c, band_c, slopes).to(band.dtype)
-    bands = laplacian_pyramid_bchw(band_c, levels + 1)
+    bands = laplacian_pyramid_bchw(band.permute(0, 3, 1, 2), levels + 1)
+    gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), bands, slopes).to(band.dtype)
     bands = [x * gains[:, k, None, None, None] if k < levels else x for k, x in enumerate(bands)]
     return collapse(bands).permute(0, 2, 3, 1)
 
