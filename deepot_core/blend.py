@@ -12,14 +12,15 @@ the output's low frequencies stay the restored image's own (no recolouring):
     out = clip(restored + p·(Δ − G_σ∗Δ)).
 
 Natural slope (``natural_slopes``, on by default with residual decode): some decoders
-render a transported latent with more fine detail than any photo holds (TAEF1, TAESD3
-and TAESDXL by half again at the finest pyramid levels), so perception 1 overshot. Natural
-photos are close to scale-invariant: a Laplacian level holds at most about s× the energy
-of the next coarser one (s = 1.5, 1.0, 0.9 from the finest, rounded from the ratios of
-Kodak24, 1.60/0.99/0.87, and of the CBSD68 fit photos, 1.54/0.89/0.72). Per image, each of the finest levels of the added band gets the largest gain
-in [0, 1] that keeps the output within that slope (coarse to fine, never below the restored
-image's own energy). Where the decoder renders faithfully the caps do not bind and the
-output is unchanged; perception scales the capped band, so the curve stays monotone.
+render a transported latent with more fine detail than any photo holds (TAEF1, TAESD3 and
+TAESDXL by a third to a half more than the clean photos at the finest pyramid level), so
+perception 1 overshot. Photos are close to scale-invariant: a Laplacian level holds at most
+about s× the energy of the next coarser one (s = 1.5, 1.0, 0.9 from the finest, rounded from
+the ratios of Kodak24, 1.60/0.99/0.87, and of the CBSD68 fit photos, 1.54/0.89/0.72). Per
+image, each of the finest levels of the added band gets the largest gain in [0, 1] that keeps
+the output within that slope (coarse to fine, never below the restored image's own energy).
+Where the decoder renders faithfully the caps do not bind and the output is unchanged;
+perception scales the capped band, so the curve stays monotone.
 """
 from typing import List, Optional, Sequence
 
