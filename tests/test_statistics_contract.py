@@ -241,3 +241,35 @@ def test_all_reduce_on_nccl_gathers_on_the_gpu(fake_dist):
     stats = PatchStatistics(3).update(latents(b=1, c=2, seed=20))
     with pytest.raises((RuntimeError, AssertionError), match="(?i)cuda|nvidia"):
         stats.all_reduce(fake_dist)  # NCCL only moves CUDA tensors: the CPU-only torch cannot make one
+
+
+def test_all_reduce_refuses_ranks_with_different_patch_sizes(fake_dist):
+    x = latents(b=1, c=2, seed=21)
+    ranks = [PatchStatistics(3).update(x), PatchStatistics(1).update(x)]
+    results = run_ranks(fake_dist, [lambda: ranks[0].all_reduce(fake_dist), lambda: ranks[1].all_reduce(fake_dist)])
+    for result in results:
+        assert isinstance(result, TransportInputError)
+        assert str(result).startswith("ranks disagree on patch_size [1, 3] or channels [2];")
+
+
+def test_all_reduce_keeps_a_rank_that_holds_one_patch_or_less_than_one_unit_of_weight(fake_dist):
+    x0, single = latents(b=1, c=2, seed=22), latents(b=1, c=2, h=3, w=3, seed=23)  # 3×3 latent: one patch
+    half = torch.zeros(11, 13)
+    half[4, 6] = 0.5  # one patch centre, weight 0.5
+    for other, mask in ((single, None), (x0 * 3, half)):
+        fake_dist.barrier.reset()
+        ranks = [PatchStatistics(3).update(x0), PatchStatistics(3).update(other, mask=mask)]
+        assert ranks[1].count in (1.0, 0.5)
+        pooled = ranks[0].merge(ranks[1])
+        run_ranks(fake_dist, [lambda: ranks[0].all_reduce(fake_dist), lambda: ranks[1].all_reduce(fake_dist)])
+        for rank in ranks:
+            assert rank.count == pooled.count
+            torch.testing.assert_close(rank.mean, pooled.mean, rtol=0, atol=1e-12)
+            torch.testing.assert_close(rank.scatter, pooled.scatter, rtol=1e-12, atol=1e-12)
+
+
+def test_an_image_batch_needs_one_mask_or_one_per_image():
+    x = latents(b=4, c=2, seed=24)  # 4 images, not a video: a batch of 2 masks matches nothing
+    with pytest.raises(TransportInputError) as caught:
+        PatchStatistics(3).update(x, mask=torch.ones(2, 11, 13))
+    assert str(caught.value) == "mask has batch 2 but the latents have 4 image(s); pass one mask, or one per image."
