@@ -37,10 +37,10 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deepot_core import pipeline as P  # noqa: E402
-from deepot_core import experiments as E  # noqa: E402
-from deepot_core import spaces as S  # noqa: E402
-from deepot_core.imageio import list_images, load_image  # noqa: E402
+from deepot_core.tooling import pipeline as P  # noqa: E402
+from deepot_core.tooling import experiments as E  # noqa: E402
+from deepot_core.tooling import spaces as S  # noqa: E402
+from deepot_core.tooling.imageio import list_images, load_image  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("DEEPOT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

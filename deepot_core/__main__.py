@@ -1,7 +1,7 @@
-"""``python -m deepot_core …``: the command line (see ``deepot_core.cli``)."""
+"""``python -m deepot_core …``: the command line (see ``deepot_core.tooling.cli``)."""
 import sys
 
-from .cli.main import main
+from .tooling.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 import torch
 
 from ..deepot_core.errors import TransportFileError
-from ..deepot_core.paths import resolve_in_folder
+from ..deepot_core.tooling.paths import resolve_in_folder
 
 #: ComfyUI model-folder type of transport files (``models/latent_transport``).
 FOLDER_NAME = "latent_transport"

@@ -1,5 +1,5 @@
 """Degrade Image: synthetic degradations of clean photos, to make calibration pairs."""
-from ..deepot_core.degrade import FILTERS, MAX_BLUR_SIGMA, MAX_NOISE_SIGMA, MAX_SCALE, degrade_images
+from ..deepot_core.tooling.degrade import FILTERS, MAX_BLUR_SIGMA, MAX_NOISE_SIGMA, MAX_SCALE, degrade_images
 from .comfy_v3 import io
 from .common import CATEGORY
 from .guard import node_errors

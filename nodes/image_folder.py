@@ -2,15 +2,15 @@
 
 Why: Fit Latent Transport wants a dozen or so natural photos at once, and core
 ComfyUI only loads one image per node. Reading, fitting to one size and skipping
-bad files is ``deepot_core.imageio``; this module only confines the folder to the
+bad files is ``deepot_core.tooling.imageio``; this module only confines the folder to the
 input directory and turns the outcome into ComfyUI outputs and messages.
 """
 from pathlib import Path
 
 from ..deepot_core.errors import TransportFileError
-from ..deepot_core.imageio import (IMAGE_SUFFIXES, ImageFileError, folder_fingerprint, list_images, load_batch,
+from ..deepot_core.tooling.imageio import (IMAGE_SUFFIXES, ImageFileError, folder_fingerprint, list_images, load_batch,
                                    resolve_subfolder)
-from ..deepot_core.paths import resolve_in_folder
+from ..deepot_core.tooling.paths import resolve_in_folder
 from . import comfy_bridge as bridge
 from .comfy_v3 import io
 from .common import CATEGORY

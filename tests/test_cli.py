@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 from deepot_core import LatentTransport, PatchStatistics
-from deepot_core.cli.main import main
-from deepot_core.imageio import load_image
+from deepot_core.tooling.cli.main import main
+from deepot_core.tooling.imageio import load_image
 
 SIZE = (40, 48)  # H, W: not multiples of 8, so padding and cropping are exercised
 

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from deepot_core import LatentTransport, PatchStatistics, TransportInputError
-from deepot_core import comfy_spaces as C
-from deepot_core import spaces as S
-from deepot_core.autoencoders import PixelSpace, TAESDSpace
-from deepot_core.cli.main import main
-from deepot_core.imageio import load_image
+from deepot_core.tooling import comfy_spaces as C
+from deepot_core.tooling import spaces as S
+from deepot_core.tooling.autoencoders import PixelSpace, TAESDSpace
+from deepot_core.tooling.cli.main import main
+from deepot_core.tooling.imageio import load_image
 
 #: ComfyUI's nodes.py (VAELoader.load_taesd), copied here as the oracle: (vae_scale, vae_shift).
 COMFYUI_TAESD_TABLE = {"taesd": (0.18215, 0.0), "taesdxl": (0.13025, 0.0),

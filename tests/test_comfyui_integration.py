@@ -503,7 +503,7 @@ EQUALITY_PROBE = """
 import json, os, sys
 from pathlib import Path
 import torch
-from deepot_core import comfy_spaces as C
+from deepot_core.tooling import comfy_spaces as C
 C.import_comfy(Path(os.environ["COMFYUI_PATH"]))  # on the CPU: this machine has no GPU driver
 import nodes
 import comfy.model_management as mm

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepot_core import LatentTransport, PatchStatistics, TransportFileError
-from deepot_core.paths import resolve_in_folder
+from deepot_core.tooling.paths import resolve_in_folder
 
 from test_statistics import latents
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 from PIL import Image
 
-from deepot_core import imageio
-from deepot_core.imageio import ImageFileError, load_batch, load_image, save_image
+from deepot_core.tooling import imageio
+from deepot_core.tooling.imageio import ImageFileError, load_batch, load_image, save_image
 
 #: EXIF Orientation tag, and how each value turns the stored pixels upright (numpy on [H, W, C]).
 ORIENTATION = 0x0112

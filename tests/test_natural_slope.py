@@ -13,7 +13,7 @@ from deepot_core import TransportInputError, pd_blend
 from deepot_core.blend import natural_slope_gains
 from deepot_core.constants import DEFAULT_NATURAL_SLOPES
 from deepot_core.image_ops import gaussian_blur
-from deepot_core.metrics import sliced_wasserstein_patches
+from deepot_core.tooling.metrics import sliced_wasserstein_patches
 from deepot_core.pyramid import collapse, laplacian_pyramid_bchw
 
 PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -39,9 +39,9 @@ def test_save_writes_into_the_folder_with_provenance_and_load_reads_it(folder, t
 
 
 def test_saved_space_stops_the_command_line_from_misusing_the_file(folder, transport):
-    from deepot_core.spaces import check_space
+    from deepot_core.tooling.spaces import check_space
     from deepot_core.transport import LatentTransport
-    from deepot_core.autoencoders import PixelSpace
+    from deepot_core.tooling.autoencoders import PixelSpace
 
     prompt = {"1": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}}}
     (path,) = run_node(SAVE, transport=transport, filename="pix", prompt=prompt)

@@ -142,7 +142,7 @@ def test_without_comfyui_the_input_directory_defaults_to_the_cwd(tmp_path, monke
 
 
 def test_core_fit_to_square_modes():
-    imageio = importlib.import_module(core().__name__ + ".imageio")
+    imageio = importlib.import_module(core().__name__ + ".tooling.imageio")
     image = torch.rand(1, 40, 80, 3)
     crop = imageio.fit_to_square(image, 40, "crop")
     torch.testing.assert_close(crop, image[:, :, 20:60])

@@ -15,7 +15,7 @@ def photo(seed, batch=2, size=32, channels=3):
 
 
 def degrade(**kwargs):
-    return core().degrade.degrade_images(**kwargs)
+    return core().tooling.degrade.degrade_images(**kwargs)
 
 
 def test_harmonise_moves_the_palette_and_reports_the_gap():

@@ -63,7 +63,7 @@ def test_halves_are_disjoint_and_cover_the_set():
 
 def test_every_taesd_family_space_resolves(shared_data):
     """``--vae`` names: four tiny autoencoders in vae_approx and TAEF2, with their channel counts."""
-    from deepot_core import spaces as S
+    from deepot_core.tooling import spaces as S
 
     channels = {}
     for name in B.SPACES:

@@ -2,12 +2,12 @@
 import pytest
 import torch
 
-from deepot_core import pipeline as P
-from deepot_core import experiments as E
-from deepot_core import spaces as S
-from deepot_core.autoencoders import PixelSpace
+from deepot_core.tooling import pipeline as P
+from deepot_core.tooling import experiments as E
+from deepot_core.tooling import spaces as S
+from deepot_core.tooling.autoencoders import PixelSpace
 from deepot_core.errors import TransportInputError
-from deepot_core.restorers import bicubic_upscale, wiener_denoise
+from deepot_core.tooling.restorers import bicubic_upscale, wiener_denoise
 
 
 def _smooth(seed, h=48, w=56):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from deepot_core.autoencoders import (PixelSpace, TAESDSpace, TinyAutoencoder, find_taesd_pair,
+from deepot_core.tooling.autoencoders import (PixelSpace, TAESDSpace, TinyAutoencoder, find_taesd_pair,
                                       list_taesd_pairs, load_taesd)
 
 TAEF2_PSNR = 32.7          # README: 496x496 kodim23 round trip

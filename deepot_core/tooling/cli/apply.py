@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import List, Tuple
 
-from ..constants import DEFAULT_DETAIL_SIGMA
+from ...constants import DEFAULT_DETAIL_SIGMA
 from .common import CliError, ProgressBar, add_space_option, space_for
 
 HELP = "apply a transport to a folder of restored images"
@@ -93,7 +93,7 @@ def _inside(path: Path, folder: Path) -> bool:
 def run(args) -> int:
     from ..imageio import list_images, load_image, save_image
     from ..pipeline import FULL_RECIPE, PAPER_RECIPE, Recipe, blend, transport_image
-    from ..serialization import load_transport
+    from ...serialization import load_transport
 
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)

@@ -7,7 +7,7 @@ whose resolved location (after following symlinks) leaves ``folder``.
 import os
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .errors import TransportFileError
+from ..errors import TransportFileError
 
 #: Characters never allowed in a transport name (NUL breaks C APIs; the rest are Windows-reserved).
 FORBIDDEN_CHARACTERS = set('\0<>:"|?*')

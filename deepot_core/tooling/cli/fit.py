@@ -1,7 +1,7 @@
 """``fit``: folders of restored and natural images → a ``.safetensors`` transport (same files as the nodes)."""
 from pathlib import Path
 
-from ..constants import DEFAULT_EPS, DEFAULT_PATCH_SIZE
+from ...constants import DEFAULT_EPS, DEFAULT_PATCH_SIZE
 from .common import CliError, ProgressBar, add_space_option, space_for
 
 HELP = "fit a transport from restored (MMSE) outputs and natural photos"

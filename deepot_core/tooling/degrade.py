@@ -15,9 +15,9 @@ import io
 import torch
 import torch.nn.functional as F
 
-from .errors import TransportInputError
-from .image_ops import check_image, gaussian_blur, split_alpha
-from .validation import check_scalar
+from ..errors import TransportInputError
+from ..image_ops import check_image, gaussian_blur, split_alpha
+from ..validation import check_scalar
 
 #: Resampling filters offered, mapped to ``torch.nn.functional.interpolate`` modes.
 FILTERS = {"bicubic": "bicubic", "bilinear": "bilinear", "area": "area", "nearest": "nearest-exact"}

@@ -11,8 +11,8 @@ from typing import Optional, Tuple
 
 from .comfy_spaces import (COMFY_PREFIX, COMFY_TAESD_SCALE_SHIFT, ComfyVAESpace, comfy_name, comfy_space,  # noqa: F401
                            comfy_taesd_space, load_comfy_vae, same_space)
-from .errors import TransportInputError
-from .transport import LatentTransport
+from ..errors import TransportInputError
+from ..transport import LatentTransport
 
 #: Name recorded for DOT's VAE-free space (3·p² pixel patches).
 PIXEL_SPACE = "pixel"

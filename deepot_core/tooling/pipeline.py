@@ -23,13 +23,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from .blend import pd_blend
-from .colour import colour_gap, harmonise_colours
-from .constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE
-from .errors import TransportInputError
+from ..blend import pd_blend
+from ..colour import colour_gap, harmonise_colours
+from ..constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE
+from ..errors import TransportInputError
 from .spaces import PIXEL_SPACE, SPACE_KEY
-from .statistics import PatchStatistics
-from .transport import LatentTransport
+from ..statistics import PatchStatistics
+from ..transport import LatentTransport
 
 Progress = Optional[Callable[[int, int], None]]
 

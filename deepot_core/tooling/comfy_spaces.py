@@ -26,7 +26,7 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .autoencoders.taesd import DOWNSCALE, TAESDSpace, _check_images, load_taesd
-from .errors import TransportInputError
+from ..errors import TransportInputError
 
 #: Prefix of the space names of files saved by the nodes.
 COMFY_PREFIX = "comfy:"

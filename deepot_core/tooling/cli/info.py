@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from ..serialization import load_transport, read_metadata
+    from ...serialization import load_transport, read_metadata
 
     document = read_metadata(args.file)
     transport = load_transport(args.file)  # full validation: checksums, shapes

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from .errors import TransportInputError
+from ..errors import TransportInputError
 
 #: Noise σ (0–255 scale) and SR factor of the two standard tasks.
 TASK_NOISE_SIGMA = 50.0
