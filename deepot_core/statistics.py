@@ -179,9 +179,6 @@ class PatchStatistics:
         self.skipped += skipped
         if n_acc > 0:
             self._absorb(n_acc, mean_acc.cpu(), m2_acc.cpu())
-        elif self._mean is None:
-            self._mean = torch.zeros(dim, dtype=torch.float64)
-            self._m2 = torch.zeros(dim, dim, dtype=torch.float64)
         return self
 
     def _check_channels(self, channels: int, commit: bool = True) -> None:

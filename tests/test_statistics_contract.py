@@ -273,3 +273,33 @@ def test_an_image_batch_needs_one_mask_or_one_per_image():
     with pytest.raises(TransportInputError) as caught:
         PatchStatistics(3).update(x, mask=torch.ones(2, 11, 13))
     assert str(caught.value) == "mask has batch 2 but the latents have 4 image(s); pass one mask, or one per image."
+
+
+def test_feature_dimension_limit_is_exact_and_named():
+    assert PatchStatistics(3).update(torch.zeros(1, 455, 3, 3)).dim == 4095  # 455·3² = 4095 ≤ 4096: accepted
+    assert PatchStatistics(1).update(torch.zeros(1, 4096, 1, 1)).dim == 4096  # exactly the limit: accepted
+    for channels, p, dim in ((456, 3, 4104), (4097, 1, 4097)):
+        with pytest.raises(TransportInputError) as caught:
+            PatchStatistics(p).update(torch.zeros(1, channels, p, p))
+        assert str(caught.value) == (f"{channels} channels × patch_size {p}² gives D = {dim} features, more than "
+                                     "4096; use a smaller patch_size.")
+
+
+def test_a_second_update_with_other_channels_is_refused_and_changes_nothing():
+    s = PatchStatistics(3).update(latents(b=1, c=3, seed=25))
+    before = s.scatter
+    with pytest.raises(TransportInputError) as caught:
+        s.update(latents(b=1, c=4, seed=26))
+    assert str(caught.value) == ("these statistics were built from 3-channel latents but got 4 channels; "
+                                 "use latents from the same VAE for every update.")
+    assert s.channels == 3 and torch.equal(s.scatter, before)
+
+
+def test_an_all_zero_mask_commits_the_channels_but_no_samples():
+    s = PatchStatistics(3).update(latents(b=1, c=2, seed=27), mask=torch.zeros(11, 13))
+    assert s.channels == 2 and s.count == 0 and s.dim == 18
+    x = latents(b=1, c=2, seed=28)
+    s.update(x)
+    reference = PatchStatistics(3).update(x)
+    assert s.count == reference.count
+    torch.testing.assert_close(s.covariance, reference.covariance, rtol=0, atol=0)
