@@ -303,3 +303,27 @@ def test_an_all_zero_mask_commits_the_channels_but_no_samples():
     reference = PatchStatistics(3).update(x)
     assert s.count == reference.count
     torch.testing.assert_close(s.covariance, reference.covariance, rtol=0, atol=0)
+
+
+def test_too_few_samples_says_how_many_and_why():
+    clean = PatchStatistics(3).update(latents(b=1, c=2, h=3, w=3, seed=29))  # one patch: a mean, no covariance
+    with pytest.raises(TransportInputError) as caught:
+        clean.covariance
+    assert str(caught.value) == ("these patch statistics hold 1 samples, need at least 2; feed more (or larger) "
+                                 "images, or check that the mask is not all zero.")
+    x = latents(b=1, c=2, h=3, w=4, seed=30)
+    x[0, 0, 1, 1] = float("nan")  # touches both patches
+    poisoned = PatchStatistics(3).update(x)
+    with pytest.raises(TransportInputError) as caught:
+        poisoned.mean
+    assert str(caught.value) == ("these patch statistics hold 0 samples (2 patches were skipped for NaN/Inf), need at "
+                                 "least 1; feed more (or larger) images, or check that the mask is not all zero.")
+
+
+def test_from_latents_is_one_update():
+    x, mask = latents(b=2, c=2, seed=31), torch.rand(2, 11, 13, generator=torch.Generator().manual_seed(32))
+    made = PatchStatistics.from_latents(x, patch_size=5, mask=mask)
+    reference = PatchStatistics(5).update(x, mask=mask)
+    assert made.patch_size == 5 and made.count == reference.count
+    torch.testing.assert_close(made.scatter, reference.scatter, rtol=0, atol=0)
+    assert PatchStatistics.from_latents(x).patch_size == 3
