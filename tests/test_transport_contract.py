@@ -181,3 +181,69 @@ def test_float32_overflow_falls_back_to_float64_with_mask_and_zero_shot_video():
         torch.testing.assert_close(out, reference, rtol=1e-6, atol=0)
         if m is not None:
             assert torch.equal(out[:, :, 4:], z[:, :, 4:])  # the mask holds in the fallback too
+
+
+def per_channel_transport(source_std, target_std, source_mean=0.0, target_mean=0.0, seed=40):
+    """p = 1 transport between independent Gaussian channels: A = diag(target_std / source_std) (eps 0)."""
+    g = torch.Generator().manual_seed(seed)
+    c = len(source_std)
+    src = torch.randn(4, c, 16, 16, generator=g, dtype=torch.float64)
+    tgt = torch.randn(4, c, 16, 16, generator=g, dtype=torch.float64)
+    def shaped(x, std, mean):  # exactly zero-mean, unit-variance, uncorrelated channels, then scaled
+        x = x - x.mean(dim=(0, 2, 3), keepdim=True)
+        flat = x.permute(1, 0, 2, 3).reshape(c, -1)
+        white = torch.linalg.cholesky(flat @ flat.T / (flat.shape[1] - 1))
+        flat = torch.linalg.solve_triangular(white, flat, upper=False)
+        return (flat * torch.tensor(std, dtype=torch.float64)[:, None] + mean).reshape(c, 4, 16, 16).permute(1, 0, 2, 3)
+    return LatentTransport(PatchStatistics(1).update(shaped(src, source_std, source_mean)),
+                           PatchStatistics(1).update(shaped(tgt, target_std, target_mean)), eps=0.0)
+
+
+def test_float32_apply_keeps_precision_with_a_large_mean_and_a_flat_source():
+    """Gain 1000 on latents whose mean is 1000: the shift the kernel subtracts is the one the bias assumes."""
+    tr = per_channel_transport([1e-3, 1e-3], [1.0, 1.0], source_mean=1000.0 + 1 / 3, target_mean=0.0)
+    torch.testing.assert_close(tr.map.matrix, 1000.0 * torch.eye(2, dtype=torch.float64), rtol=1e-9, atol=1e-9)
+    z = (1000.0 + 1 / 3 + 1e-3 * latents(b=1, c=2, h=6, w=7, seed=41).double()).float()
+    reference = tr.apply(z.double())  # the same values in float64 on the CPU: exact
+    torch.testing.assert_close(tr.apply(z).double(), reference, rtol=0, atol=2e-3)
+    zero_shot = LatentTransport(None, tr.target, eps=0.0)
+    torch.testing.assert_close(zero_shot.apply(z).double(), zero_shot.apply(z.double()), rtol=0, atol=2e-3)
+
+
+def test_a_finite_float32_apply_runs_the_map_once(monkeypatch):
+    import deepot_core.transport as transport_module
+    calls = []
+    real = transport_module.apply_patch_map
+    monkeypatch.setattr(transport_module, "apply_patch_map", lambda z, *a, **k: calls.append(z.dtype) or real(z, *a, **k))
+    tr = LatentTransport(stats(seed=42), stats(seed=43, scale=2.0))
+    tr.apply(latents(b=2, c=2, h=9, w=10, seed=44))
+    assert calls == [torch.float32]  # no float64 redo when nothing overflowed
+
+
+def test_the_float64_redo_blends_a_soft_mask_like_the_fast_path():
+    """One pixel overflows float32 (gain 1.4e6 on 1e34), so all is redone in float64; a 0.5 mask still means
+    z + 0.5·(T(z) − z) everywhere, and the overflowed value saturates at float32's largest."""
+    tr = per_channel_transport([1.0, 1.0], [1e10, 1e-6])
+    z = torch.full((1, 2, 4, 5), 100.0)
+    z[0, 0, 2, 3] = 1e34
+    out = tr.apply(z, mask=torch.full((1, 4, 5), 0.5))
+    expected = z.double() + 0.5 * (tr.apply(z.double()) - z.double())
+    assert out[0, 0, 2, 3] == torch.finfo(torch.float32).max
+    torch.testing.assert_close(out[0, 1].double(), expected[0, 1], rtol=1e-6, atol=0)  # ≈ 50, not 150
+    assert abs(float(out[0, 1, 0, 0]) - 50.0) < 1e-3
+
+
+def test_float64_overflow_saturates_with_the_right_sign():
+    tr = per_channel_transport([1.0], [1e10])
+    z = torch.zeros(1, 1, 3, 3, dtype=torch.float64)
+    z[0, 0, 0, 0], z[0, 0, 2, 2] = 1e305, -1e305  # gain 1e6 (the map caps it) overflows float64
+    out = tr.apply(z)
+    f64 = torch.finfo(torch.float64)
+    assert out[0, 0, 0, 0] == f64.max and out[0, 0, 2, 2] == f64.min and bool(torch.isfinite(out).all())
+
+
+def test_the_report_says_what_pd_blend_does_and_why():
+    line = LatentTransport(stats(seed=45), stats(seed=46)).report().split("\n")[-1]
+    assert line == ("PD Blend keeps the added detail within the natural slope of photos (each of the finest pyramid "
+                    "levels ≤ 1.5/1/0.9× the next coarser), measured on each image: decoders that over-render "
+                    "transported latents do not overshoot, so perception 1 is the most natural point")
