@@ -271,7 +271,8 @@ class LatentTransport:
         return torch.cat(outputs)
 
     def _finite_in(self, out_dtype, out, z, strength, weights, frames_per_item):
-        """Clamp to the output dtype's range; redo in float64 if float32 overflowed (finite in → finite out).
+        """Clamp to the output dtype's range; redo in float64 if float32 overflowed (finite in → finite out:
+        what even float64 cannot hold saturates with its sign, and an ∞ − ∞ becomes 0).
 
         One reduction over the output decides (a single host sync on a GPU); only
         when it is not finite do we look at the input, to tell NaN/Inf latents

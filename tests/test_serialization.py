@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from deepot_core import (LatentTransport, PatchStatistics, TransportFileError, TransportInputError,
+from deepot_core import (LatentTransport, PatchStatistics, TransportFileError, TransportInputError, load_transport,
                          read_metadata)
 from deepot_core.constants import FILE_FORMAT_VERSION
 
@@ -150,3 +150,49 @@ def test_header_length_that_looks_like_a_pickle_still_loads(tmp_path, low_bytes)
         pytest.fail(f"no padding gave a header length starting with {low_bytes!r}")
     assert path.read_bytes()[:len(low_bytes)] == low_bytes
     assert torch.equal(LatentTransport.load(path).map.matrix, tr.map.matrix)
+
+
+def resealed(path, edit):
+    """The transport file at ``path`` with its tensors edited by ``edit(tensors)`` and both checksums redone:
+    a well-formed file whose content is what ``edit`` made it."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from deepot_core.transport_document import DOCUMENT_KEY, DOCUMENT_SHA_KEY, document_sha, tensor_checksum
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata())
+    tensors = load_file(str(path))
+    edit(tensors)
+    document = json.loads(metadata[DOCUMENT_KEY])
+    document["sha256"] = tensor_checksum(tensors)
+    metadata[DOCUMENT_KEY] = json.dumps(document)
+    metadata[DOCUMENT_SHA_KEY] = document_sha(metadata[DOCUMENT_KEY])
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def test_a_sealed_file_with_unusable_statistics_is_refused_as_such(tmp_path):
+    path = tmp_path / "one_sample.safetensors"
+    LatentTransport.fit(latents(seed=50), latents(seed=51), patch_size=3).save(path)
+    load_transport(path)  # intact: loads
+    resealed(path, lambda tensors: tensors["source.count"].fill_(1.0))
+    with pytest.raises(TransportFileError) as caught:
+        load_transport(path)
+    assert caught.value.reason == "statistics"
+    assert str(caught.value) == ("one_sample.safetensors holds statistics that cannot be used: these patch "
+                                 "statistics hold 1 samples, need at least 2; feed more (or larger) images, or check "
+                                 "that the mask is not all zero.")
+
+
+def test_the_stored_map_is_used_as_stored_not_refitted(tmp_path):
+    """A loaded transport applies the map in the file bit for bit, even where a refit would differ."""
+    fitted = LatentTransport.fit(latents(seed=52), latents(seed=53), patch_size=3)
+    other = LatentTransport.fit(latents(seed=52), latents(seed=53), patch_size=3, eps=0.5).map  # a different map
+    path = tmp_path / "stored.safetensors"
+    LatentTransport(fitted.source, fitted.target, eps=fitted.eps, fitted_map=other).save(path)
+    loaded = load_transport(path)
+    assert torch.equal(loaded.map.matrix, other.matrix) and not torch.equal(loaded.map.matrix, fitted.map.matrix)
+    assert torch.equal(loaded.map.mean_source, other.mean_source)
+    assert torch.equal(loaded.map.mean_target, other.mean_target)

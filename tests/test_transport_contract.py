@@ -183,20 +183,26 @@ def test_float32_overflow_falls_back_to_float64_with_mask_and_zero_shot_video():
             assert torch.equal(out[:, :, 4:], z[:, :, 4:])  # the mask holds in the fallback too
 
 
-def per_channel_transport(source_std, target_std, source_mean=0.0, target_mean=0.0, seed=40):
-    """p = 1 transport between independent Gaussian channels: A = diag(target_std / source_std) (eps 0)."""
+def per_channel_transport(source_std, target_std, source_mean=0.0, target_mean=0.0, seed=40, target_cov=None):
+    """p = 1 transport between Gaussian channels with exactly these statistics (eps 0): independent channels give
+    A = diag(target_std / source_std); ``target_cov`` replaces diag(target_std²)."""
     g = torch.Generator().manual_seed(seed)
     c = len(source_std)
     src = torch.randn(4, c, 16, 16, generator=g, dtype=torch.float64)
     tgt = torch.randn(4, c, 16, 16, generator=g, dtype=torch.float64)
-    def shaped(x, std, mean):  # exactly zero-mean, unit-variance, uncorrelated channels, then scaled
+
+    def shaped(x, root, mean):  # exactly zero-mean, white channels, then coloured by ``root``
         x = x - x.mean(dim=(0, 2, 3), keepdim=True)
         flat = x.permute(1, 0, 2, 3).reshape(c, -1)
         white = torch.linalg.cholesky(flat @ flat.T / (flat.shape[1] - 1))
-        flat = torch.linalg.solve_triangular(white, flat, upper=False)
-        return (flat * torch.tensor(std, dtype=torch.float64)[:, None] + mean).reshape(c, 4, 16, 16).permute(1, 0, 2, 3)
-    return LatentTransport(PatchStatistics(1).update(shaped(src, source_std, source_mean)),
-                           PatchStatistics(1).update(shaped(tgt, target_std, target_mean)), eps=0.0)
+        flat = root @ torch.linalg.solve_triangular(white, flat, upper=False)
+        return (flat + mean).reshape(c, 4, 16, 16).permute(1, 0, 2, 3)
+
+    target_root = (torch.diag(torch.tensor(target_std, dtype=torch.float64)) if target_cov is None
+                   else torch.linalg.cholesky(torch.tensor(target_cov, dtype=torch.float64)))
+    return LatentTransport(
+        PatchStatistics(1).update(shaped(src, torch.diag(torch.tensor(source_std, dtype=torch.float64)), source_mean)),
+        PatchStatistics(1).update(shaped(tgt, target_root, target_mean)), eps=0.0)
 
 
 def test_float32_apply_keeps_precision_with_a_large_mean_and_a_flat_source():
@@ -247,3 +253,14 @@ def test_the_report_says_what_pd_blend_does_and_why():
     assert line == ("PD Blend keeps the added detail within the natural slope of photos (each of the finest pyramid "
                     "levels ≤ 1.5/1/0.9× the next coarser), measured on each image: decoders that over-render "
                     "transported latents do not overshoot, so perception 1 is the most natural point")
+
+
+def test_infinity_minus_infinity_in_the_float64_redo_becomes_zero():
+    """Correlated channels mix +1e305 and −1e305: both products overflow, their sum is ∞ − ∞ = NaN, and a
+    transport never hands back a NaN: those values become 0 (finite in, finite out)."""
+    tr = per_channel_transport([1.0, 1.0], [1e6, 1e6], target_cov=[[1e12, 0.9e12], [0.9e12, 1e12]])
+    z = torch.zeros(1, 2, 2, 2, dtype=torch.float64)
+    z[0, 0, 0, 0], z[0, 1, 0, 0] = 1e305, -1e305
+    out = tr.apply(z)
+    assert bool(torch.isfinite(out).all())
+    assert out[0, 0, 0, 0] == 0.0 and out[0, 1, 0, 0] == 0.0
