@@ -1,5 +1,6 @@
 """Transport files: bit-identical round trip, metadata, further accumulation, atomic, no overwrite."""
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -196,3 +197,129 @@ def test_the_stored_map_is_used_as_stored_not_refitted(tmp_path):
     assert torch.equal(loaded.map.matrix, other.matrix) and not torch.equal(loaded.map.matrix, fitted.map.matrix)
     assert torch.equal(loaded.map.mean_source, other.mean_source)
     assert torch.equal(loaded.map.mean_target, other.mean_target)
+
+
+# ------------------------------------------------------------------ the writer in detail (mutation-tested)
+def strict_document(path):
+    """The file's JSON document, parsed as strict JSON (NaN/Infinity are not JSON), and its raw text."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as handle:
+        text = handle.metadata()["deepot"]
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+    return json.loads(text, parse_constant=refuse), text
+
+
+def test_the_document_is_strict_sorted_json_with_an_iso_time(tmp_path):
+    from deepot_core.serialization import save_transport
+
+    flat_target = PatchStatistics(1).update(torch.zeros(1, 2, 4, 4))  # condition number ∞
+    transport = LatentTransport(PatchStatistics(1).update(latents(b=1, c=2, h=4, w=4)), flat_target, created=0.0)
+    assert transport.diagnostics["target_condition"] == float("inf")
+    path = save_transport(transport, tmp_path / "flat.safetensors")
+    document, text = strict_document(path)
+    assert document["diagnostics"]["target_condition"] == "inf"
+    assert text == json.dumps(document, sort_keys=True)  # docs/transport_format.md: sort_keys=True writes it
+    assert document["created_iso"] == "1970-01-01T00:00:00+00:00"
+
+
+def test_json_safe_and_iso_time():
+    from deepot_core.serialization import _iso_time, _json_safe
+
+    value = {"a": [float("inf"), float("nan"), 1.5, (float("-inf"), 2)], "b": {"c": float("nan")}, "d": "x"}
+    assert _json_safe(value) == {"a": ["inf", "nan", 1.5, ["-inf", 2]], "b": {"c": "nan"}, "d": "x"}
+    assert _iso_time(86400.5) == "1970-01-02T00:00:00.500000+00:00"
+    assert _iso_time(1e20) == ""  # beyond datetime's range: no time for people, the number stays
+
+
+def test_save_transport_never_overwrites_by_default_and_names_a_directory(tmp_path):
+    from deepot_core.serialization import save_transport
+
+    transport = LatentTransport.fit(None, latents(seed=54), patch_size=3)
+    path = save_transport(transport, tmp_path / "a" / "b" / "c.safetensors")  # missing folders are made
+    before = path.read_bytes()
+    with pytest.raises(TransportFileError) as caught:
+        save_transport(LatentTransport.fit(None, latents(seed=55), patch_size=3), path)
+    assert str(caught.value) == f"{path} already exists; choose another name or allow overwriting."
+    assert path.read_bytes() == before
+    folder = tmp_path / "x.safetensors"
+    folder.mkdir()
+    with pytest.raises(TransportFileError) as caught:
+        save_transport(transport, folder)
+    assert str(caught.value) == f"{folder} is a directory; give a file name ending in .safetensors."
+
+
+def test_the_file_is_written_beside_its_destination_under_a_hidden_temporary_name(tmp_path, monkeypatch):
+    """Same folder: the final rename is atomic (one file system); hidden and .tmp: no file list picks it up."""
+    import safetensors.torch
+
+    from deepot_core.serialization import save_transport
+
+    written, real = [], safetensors.torch.save_file
+    monkeypatch.setattr(safetensors.torch, "save_file", lambda t, f, metadata=None: written.append(f) or real(
+        t, f, metadata=metadata))
+    path = save_transport(LatentTransport.fit(None, latents(seed=56), patch_size=3), tmp_path / "t.safetensors")
+    (tmp,) = [Path(f) for f in written]
+    assert tmp.parent == tmp_path and tmp.name.startswith(".t.safetensors.") and tmp.name.endswith(".tmp")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.safetensors"] and path.is_file()
+
+
+@pytest.mark.parametrize("fault", ["foreign", "incomplete", "garbage"])
+def test_a_writer_fault_is_caught_before_the_file_appears(tmp_path, monkeypatch, fault):
+    """If the writer ever made a file the reader refuses, save says so, naming the file, and leaves nothing."""
+    import safetensors.torch
+
+    import deepot_core.serialization as serialization
+
+    real_header, real_save = serialization._header, safetensors.torch.save_file
+
+    def header(*args):
+        out = real_header(*args)
+        if fault == "foreign":
+            out["format"] = "something.else"
+        elif fault == "incomplete":
+            document = json.loads(out["deepot"])
+            del document["eps"]
+            out["deepot"] = json.dumps(document, sort_keys=True)
+            out.pop("deepot_sha256")
+        return out
+
+    def save_file(tensors, filename, metadata=None):
+        real_save(tensors, filename, metadata=metadata)
+        if fault == "garbage":
+            with open(filename, "r+b") as handle:
+                handle.seek(8)
+                handle.write(b"[")  # a header that does not open a JSON object: not a safetensors file
+    monkeypatch.setattr(serialization, "_header", header)
+    monkeypatch.setattr(safetensors.torch, "save_file", save_file)
+    with pytest.raises(TransportFileError) as caught:
+        serialization.save_transport(LatentTransport.fit(None, latents(seed=57), patch_size=3),
+                                     tmp_path / "w.safetensors")
+    assert str(caught.value).startswith("w.safetensors ")
+    assert {"foreign": "foreign", "incomplete": "metadata", "garbage": "not_safetensors"}[fault] == caught.value.reason
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_header_limit_is_exact_at_save_and_load(tmp_path):
+    """A header of exactly MAX_HEADER_BYTES is written and read; 8 bytes more is refused before any file appears."""
+    from deepot_core.serialization import MAX_HEADER_BYTES
+
+    transport, path = LatentTransport.fit(None, latents(seed=58), patch_size=1), tmp_path / "big.safetensors"
+
+    def header_length(note):
+        transport.save(path, metadata={"note": note}, overwrite=True)
+        return int.from_bytes(path.read_bytes()[:8], "little")
+
+    note = "a" * 1000
+    note += "a" * (MAX_HEADER_BYTES - header_length(note))  # safetensors pads the header to 8 bytes
+    assert header_length(note) == MAX_HEADER_BYTES
+    assert load_transport(path).metadata["note"] == note
+    path.unlink()
+    with pytest.raises(TransportInputError) as caught:
+        transport.save(path, metadata={"note": note + "a" * 8})
+    assert str(caught.value) == (f"the metadata makes the file header {MAX_HEADER_BYTES + 8} bytes, more than the "
+                                 f"{MAX_HEADER_BYTES} a transport file may have; store less metadata (e.g. long texts "
+                                 "in a file of their own).")
+    assert list(tmp_path.iterdir()) == []
