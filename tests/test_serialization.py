@@ -323,3 +323,53 @@ def test_the_header_limit_is_exact_at_save_and_load(tmp_path):
                                  f"{MAX_HEADER_BYTES} a transport file may have; store less metadata (e.g. long texts "
                                  "in a file of their own).")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_saved_file_is_readable_by_everyone_and_writable_by_its_owner(tmp_path):
+    import stat
+
+    path = LatentTransport.fit(None, latents(seed=59), patch_size=3).save(tmp_path / "shared.safetensors")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_a_file_that_appears_while_saving_is_kept(tmp_path, monkeypatch):
+    """The last step links the finished file into place, which fails if another save got there first."""
+    import os
+
+    from deepot_core.serialization import save_transport
+
+    transport, path = LatentTransport.fit(None, latents(seed=60), patch_size=3), tmp_path / "race.safetensors"
+    real_link = os.link
+
+    def link_after_another(src, dst):
+        Path(dst).write_bytes(b"the other save")
+        return real_link(src, dst)
+    monkeypatch.setattr(os, "link", link_after_another)
+    with pytest.raises(TransportFileError) as caught:
+        save_transport(transport, path)
+    assert str(caught.value) == f"{path} already exists; choose another name or allow overwriting."
+    assert path.read_bytes() == b"the other save" and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+@pytest.mark.parametrize("appears", [False, True])
+def test_without_hard_links_the_file_is_renamed_into_place(tmp_path, monkeypatch, appears):
+    import os
+
+    from deepot_core.serialization import save_transport
+
+    transport, path = LatentTransport.fit(None, latents(seed=61), patch_size=3), tmp_path / "nolink.safetensors"
+
+    def no_links(src, dst):
+        if appears:
+            Path(dst).write_bytes(b"the other save")
+        raise PermissionError(1, "Operation not permitted")  # e.g. FAT, some network shares
+    monkeypatch.setattr(os, "link", no_links)
+    if appears:
+        with pytest.raises(TransportFileError) as caught:
+            save_transport(transport, path)
+        assert str(caught.value) == f"{path} already exists; choose another name."
+        assert path.read_bytes() == b"the other save"
+    else:
+        save_transport(transport, path)
+        assert torch.equal(load_transport(path).target.scatter, transport.target.scatter)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
