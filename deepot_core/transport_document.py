@@ -139,7 +139,8 @@ def document_fields(document: Dict, name: str) -> Dict:
         try:
             out[key] = check(document[key])
         except (ValueError, TypeError) as exc:
-            raise file_error("metadata", f"{name} has invalid metadata {key!r} ({exc}); the file is damaged.") from None
+            why = str(exc).rstrip(".")
+            raise file_error("metadata", f"{name} has invalid metadata {key!r} ({why}); the file is damaged.") from None
     if out["channels"] * out["patch_size"] ** 2 > MAX_FEATURE_DIM:
         raise file_error("metadata", f"{name} claims D = {out['channels']}·{out['patch_size']}² features, more than "
                                      f"{MAX_FEATURE_DIM}; the file is damaged.")
