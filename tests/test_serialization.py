@@ -373,3 +373,36 @@ def test_without_hard_links_the_file_is_renamed_into_place(tmp_path, monkeypatch
         save_transport(transport, path)
         assert torch.equal(load_transport(path).target.scatter, transport.target.scatter)
     assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def _with_tensors(path, edit):
+    """Rewrite the file at ``path`` with its tensors edited by ``edit`` and its metadata as it was."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    with safe_open(str(path), "pt") as handle:
+        metadata = dict(handle.metadata())
+    tensors = load_file(str(path))
+    edit(tensors)
+    save_file(tensors, str(path), metadata=metadata)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.update({"extra": torch.zeros(1)}),
+     "holds tensor 'extra', which this transport should not have; the file was edited or is not a transport file."),
+    (lambda t: t.pop("map.matrix"), "lacks tensor 'map.matrix': damaged or not a transport file."),
+    (lambda t: t.update({"target.mean": t["target.mean"].float()}),
+     "tensor 'target.mean' is F32, expected F64 (float64); not a file written by this pack."),
+    (lambda t: t.update({"source.skipped": t["source.skipped"].double()}),
+     "tensor 'source.skipped' is F64, expected I64 (int64); not a file written by this pack."),
+    (lambda t: t.update({"map.mean_target": t["map.mean_target"][:-1].clone()}),
+     "tensor 'map.mean_target' has shape (17,), expected (18,); the file is damaged."),
+], ids=["extra", "missing", "float32", "float_count", "shape"])
+def test_the_tensor_layout_is_exact_and_each_fault_named(tmp_path, edit, message):
+    path = LatentTransport.fit(latents(c=2, seed=62), latents(c=2, seed=63), patch_size=3).save(tmp_path / "l.safetensors")
+    _with_tensors(path, edit)
+    with pytest.raises(TransportFileError) as caught:
+        load_transport(path)
+    assert caught.value.reason == "tensors"
+    separator = ": " if message.startswith("tensor ") else " "
+    assert str(caught.value) == f"l.safetensors{separator}{message}"
