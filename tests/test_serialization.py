@@ -399,7 +399,8 @@ def _with_tensors(path, edit):
      "tensor 'map.mean_target' has shape (17,), expected (18,); the file is damaged."),
 ], ids=["extra", "missing", "float32", "float_count", "shape"])
 def test_the_tensor_layout_is_exact_and_each_fault_named(tmp_path, edit, message):
-    path = LatentTransport.fit(latents(c=2, seed=62), latents(c=2, seed=63), patch_size=3).save(tmp_path / "l.safetensors")
+    transport = LatentTransport.fit(latents(c=2, seed=62), latents(c=2, seed=63), patch_size=3)
+    path = transport.save(tmp_path / "l.safetensors")
     _with_tensors(path, edit)
     with pytest.raises(TransportFileError) as caught:
         load_transport(path)

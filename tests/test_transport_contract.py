@@ -220,7 +220,8 @@ def test_a_finite_float32_apply_runs_the_map_once(monkeypatch):
     import deepot_core.transport as transport_module
     calls = []
     real = transport_module.apply_patch_map
-    monkeypatch.setattr(transport_module, "apply_patch_map", lambda z, *a, **k: calls.append(z.dtype) or real(z, *a, **k))
+    monkeypatch.setattr(transport_module, "apply_patch_map",
+                        lambda z, *a, **k: calls.append(z.dtype) or real(z, *a, **k))
     tr = LatentTransport(stats(seed=42), stats(seed=43, scale=2.0))
     tr.apply(latents(b=2, c=2, h=9, w=10, seed=44))
     assert calls == [torch.float32]  # no float64 redo when nothing overflowed
