@@ -265,3 +265,23 @@ def test_infinity_minus_infinity_in_the_float64_redo_becomes_zero():
     out = tr.apply(z)
     assert bool(torch.isfinite(out).all())
     assert out[0, 0, 0, 0] == 0.0 and out[0, 1, 0, 0] == 0.0
+
+
+def test_the_fused_kernel_is_built_once_per_strength_and_handed_to_the_convolution(monkeypatch):
+    import deepot_core.patch_apply as patch_apply
+    import deepot_core.transport as transport_module
+
+    built = []
+    real = patch_apply.fused_kernel
+
+    def counting(*args):
+        built.append(args[2:])
+        return real(*args)
+    monkeypatch.setattr(transport_module, "fused_kernel", counting)
+    monkeypatch.setattr(patch_apply, "fused_kernel", counting)
+    tr = LatentTransport(stats(seed=47), stats(seed=48, scale=2.0))
+    z = latents(b=1, c=2, h=9, w=10, seed=49)
+    first = tr.apply(z, strength=0.5)
+    assert torch.equal(tr.apply(z, strength=0.5), first) and built == [(2, 3)]  # cached: not rebuilt
+    tr.apply(z, strength=1.0)
+    assert built == [(2, 3), (2, 3)]  # a new strength: built once more, never inside apply_patch_map
