@@ -285,3 +285,13 @@ def test_the_fused_kernel_is_built_once_per_strength_and_handed_to_the_convoluti
     assert torch.equal(tr.apply(z, strength=0.5), first) and built == [(2, 3)]  # cached: not rebuilt
     tr.apply(z, strength=1.0)
     assert built == [(2, 3), (2, 3)]  # a new strength: built once more, never inside apply_patch_map
+
+
+def test_an_eigenvalue_at_the_floor_is_not_counted_as_floored():
+    """eps = 1 puts the floor at the mean eigenvalue: one channel's only eigenvalue sits on it, unchanged."""
+    tr = LatentTransport(PatchStatistics(1).update(latents(b=1, c=1, h=6, w=6, seed=64)),
+                         PatchStatistics(1).update(latents(b=1, c=1, h=6, w=6, seed=65)), eps=1.0)
+    assert tr.diagnostics["source_eigenvalues_floored"] == 0
+    two = LatentTransport(PatchStatistics(1).update(latents(b=1, c=2, h=6, w=6, seed=66)),
+                          PatchStatistics(1).update(latents(b=1, c=2, h=6, w=6, seed=67)), eps=1.0)
+    assert two.diagnostics["source_eigenvalues_floored"] == 1  # the smaller of two unequal ones is below the mean
