@@ -66,3 +66,71 @@ def test_the_channel_limit_is_inclusive_and_the_feature_dimension_is_checked():
     assert refusal({**VALID, "channels": 456, "patch_size": 3}) == (
         "t.safetensors claims D = 456·3² features, more than 4096; the file is damaged.")
     assert document_fields({**VALID, "channels": 455, "patch_size": 3}, "t.safetensors")["channels"] == 455
+
+
+# ------------------------------------------------------------------ the document inside the safetensors metadata
+def header_with(**metadata):
+    from deepot_core.safetensors_reader import Header
+
+    return Header(metadata=metadata, tensors={}, file_size=0)
+
+
+def parse(**metadata):
+    from deepot_core.transport_document import parse_document
+
+    return parse_document(header_with(**metadata), "t.safetensors")
+
+
+def parse_refusal(**metadata):
+    with pytest.raises(TransportFileError) as caught:
+        parse(**metadata)
+    return caught.value.reason, str(caught.value)
+
+
+def good_metadata(text='{"a": 1}', **changes):
+    from deepot_core.transport_document import document_sha
+
+    meta = {"format": "deepot.latent_transport", "format_version": "1", "deepot": text,
+            "deepot_sha256": document_sha(text)}
+    meta.update(changes)
+    return {k: v for k, v in meta.items() if v is not None}
+
+
+def test_a_document_parses_with_or_without_its_own_checksum():
+    assert parse(**good_metadata()) == {"a": 1}
+    assert parse(**good_metadata(deepot_sha256=None)) == {"a": 1}  # files written before issue 9
+
+
+@pytest.mark.parametrize("changes, reason, message", [
+    ({"format": None}, "foreign", "t.safetensors is a safetensors file but not a DeepOT latent transport (a model or "
+                                  "LoRA?); load a file written by Save Latent Transport."),
+    ({"format": "gguf"}, "foreign", "t.safetensors is a safetensors file but not a DeepOT latent transport (a model "
+                                    "or LoRA?); load a file written by Save Latent Transport."),
+    ({"format_version": None}, "version", "t.safetensors has an unreadable format version ''; the file is damaged."),
+    ({"format_version": "v" * 30}, "version",
+     f"t.safetensors has an unreadable format version {'v' * 20!r}; the file is damaged."),
+    ({"format_version": "01"}, "version", "t.safetensors has an unreadable format version '01'; the file is damaged."),
+    ({"format_version": "2"}, "version", "t.safetensors was written by a newer DeepOT (format 2, this one reads 1); "
+                                         "update the pack."),
+    ({"deepot": None, "deepot_sha256": None}, "metadata", "t.safetensors lacks its metadata document; the file is "
+                                                          "damaged."),
+    ({"deepot_sha256": "0" * 64}, "checksum", "t.safetensors is damaged: its metadata does not match its checksum."),
+])
+def test_each_fault_of_the_metadata_is_named(changes, reason, message):
+    assert parse_refusal(**good_metadata(**changes)) == (reason, message)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("{not json", "t.safetensors has damaged metadata (not JSON)."),
+    ('{"a": 1, "a": 2}', "t.safetensors has damaged metadata (not JSON)."),  # a repeated key is not "the last wins"
+    ("[1, 2]", "t.safetensors has damaged metadata (not a JSON object)."),
+])
+def test_a_document_that_is_not_one_json_object_is_refused(text, message):
+    assert parse_refusal(**good_metadata(text)) == ("metadata", message)
+
+
+def test_the_time_stamp_limit_is_exclusive():
+    assert document_fields({**VALID, "created": 99_999_999_999.0}, "t.safetensors")["created"] == 99_999_999_999.0
+    assert refusal({**VALID, "created": 1e11}) == (
+        "t.safetensors has invalid metadata 'created' (100000000000.0 is not a time stamp); the file is damaged.")
+    assert refusal({**VALID, "created": -1e11}).startswith("t.safetensors has invalid metadata 'created'")
