@@ -407,3 +407,58 @@ def test_the_tensor_layout_is_exact_and_each_fault_named(tmp_path, edit, message
     assert caught.value.reason == "tensors"
     separator = ": " if message.startswith("tensor ") else " "
     assert str(caught.value) == f"l.safetensors{separator}{message}"
+
+
+# ------------------------------------------------------------------ the reader's refusals, each by its reason
+def refused(path):
+    with pytest.raises(TransportFileError) as caught:
+        load_transport(path)
+    return caught.value.reason, str(caught.value)
+
+
+def test_missing_directory_and_special_files_are_refused_by_name(tmp_path):
+    import os
+
+    missing = tmp_path / "none.safetensors"
+    assert refused(missing) == ("missing", f"no transport file at {missing}.")
+    folder = tmp_path / "folder.safetensors"
+    folder.mkdir()
+    assert refused(folder) == ("not_a_file", f"{folder} is a directory, not a transport file.")
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.safetensors"
+        os.mkfifo(fifo)
+        assert refused(fifo) == ("not_a_file", f"{fifo} is not a regular file.")
+
+
+def test_an_unreadable_file_says_to_check_its_permissions(tmp_path, monkeypatch):
+    import deepot_core.serialization as serialization
+
+    path = LatentTransport.fit(None, latents(seed=68), patch_size=3).save(tmp_path / "locked.safetensors")
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+    monkeypatch.setattr(serialization, "open", denied, raising=False)  # as root, chmod 000 would not stop a read
+    assert refused(path) == ("unreadable", f"{path} cannot be read (Permission denied); check its permissions.")
+
+
+def test_a_file_cut_between_its_header_and_its_tensors_is_refused_by_name(tmp_path, monkeypatch):
+    import deepot_core.serialization as serialization
+
+    path = LatentTransport.fit(None, latents(seed=69), patch_size=3).save(tmp_path / "cut.safetensors")
+    real = serialization.read_header
+
+    def header_then_cut(handle, name):
+        header = real(handle, name)
+        with open(path, "r+b") as other:
+            other.truncate(path.stat().st_size // 2)  # another process overwrites the file meanwhile
+        return header
+    monkeypatch.setattr(serialization, "read_header", header_then_cut)
+    assert refused(path) == ("truncated", "cut.safetensors changed or was cut while being read; try again.")
+
+
+def test_a_changed_tensor_byte_is_a_checksum_refusal(tmp_path):
+    path = LatentTransport.fit(None, latents(seed=70), patch_size=3).save(tmp_path / "flip.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01  # the last byte of the last tensor: a finite float64 still, so only the checksum can tell
+    path.write_bytes(bytes(data))
+    assert refused(path) == ("checksum", "flip.safetensors is damaged: its tensors do not match their checksum.")
