@@ -295,3 +295,11 @@ def test_an_eigenvalue_at_the_floor_is_not_counted_as_floored():
     two = LatentTransport(PatchStatistics(1).update(latents(b=1, c=2, h=6, w=6, seed=66)),
                           PatchStatistics(1).update(latents(b=1, c=2, h=6, w=6, seed=67)), eps=1.0)
     assert two.diagnostics["source_eigenvalues_floored"] == 1  # the smaller of two unequal ones is below the mean
+
+
+def test_repr_names_the_kind_the_counts_and_eps():
+    s, t = stats(seed=71), stats(seed=72)
+    assert repr(LatentTransport(s, t, eps=0.001)) == (
+        f"LatentTransport(channels=2, patch_size=3, source n={s.count:.0f}, target n={t.count:.0f}, eps=0.001)")
+    assert repr(LatentTransport(None, t)) == (
+        f"LatentTransport(channels=2, patch_size=3, zero-shot, target n={t.count:.0f}, eps=0.0001)")
