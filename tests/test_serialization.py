@@ -462,3 +462,32 @@ def test_a_changed_tensor_byte_is_a_checksum_refusal(tmp_path):
     data[-1] ^= 0x01  # the last byte of the last tensor: a finite float64 still, so only the checksum can tell
     path.write_bytes(bytes(data))
     assert refused(path) == ("checksum", "flip.safetensors is damaged: its tensors do not match their checksum.")
+
+
+def test_a_sealed_tensor_holding_nan_is_refused_as_such(tmp_path):
+    path = LatentTransport.fit(latents(seed=73), latents(seed=74), patch_size=3).save(tmp_path / "nan.safetensors")
+    resealed(path, lambda tensors: tensors["target.mean"].__setitem__(0, float("nan")))
+    assert refused(path) == ("tensors", "nan.safetensors: tensor 'target.mean' holds NaN/Inf; the file is damaged.")
+
+
+def test_read_metadata_names_the_file_in_each_refusal(tmp_path):
+    """Not safetensors (the header check), foreign (the format check), a document without 'eps' (the fields)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x10" + bytes(15))
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(1)}, str(foreign), metadata={"format": "pt"})
+    incomplete = LatentTransport.fit(None, latents(seed=75), patch_size=3).save(tmp_path / "incomplete.safetensors")
+    with safe_open(str(incomplete), "pt") as handle:
+        metadata = dict(handle.metadata())
+    document = json.loads(metadata["deepot"])
+    del document["eps"]
+    metadata["deepot"] = json.dumps(document, sort_keys=True)
+    del metadata["deepot_sha256"]  # an unsigned document, as files before issue 9 were
+    save_file(load_file(str(incomplete)), str(incomplete), metadata=metadata)
+    for path, reason in ((garbage, "not_safetensors"), (foreign, "foreign"), (incomplete, "metadata")):
+        with pytest.raises(TransportFileError) as caught:
+            read_metadata(path)
+        assert caught.value.reason == reason and str(caught.value).startswith(path.name + " "), str(caught.value)
