@@ -98,19 +98,9 @@ def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence
     return collapse(bands).permute(0, 2, 3, 1)
 
 
-def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: float,
-             reconstructed: Optional[torch.Tensor] = None,
-             detail_sigma: float = DEFAULT_DETAIL_SIGMA,
-             natural_slopes: Optional[Sequence[float]] = DEFAULT_NATURAL_SLOPES) -> torch.Tensor:
-    """Pick a point on the perception–distortion curve; IMAGE tensors [B,H,W,C] in, IMAGE out.
-
-    ``perception`` 0 returns the restored image, 1 the full transport, −1..2
-    allowed. Sizes are centre-cropped to the smallest, batch 1 broadcasts
-    against N, grey and RGBA are accepted (the restored image's alpha is kept).
-    ``detail_sigma`` and ``natural_slopes`` (the per-level cap; None turns it
-    off) only act with ``reconstructed`` (0 turns the band off).
-    """
-    perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
+def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes):
+    """(base, alpha, step) with out = clip(base + p·step): everything that does not depend on the perception, so a
+    sweep checks, crops, blurs and caps once, not once per value."""
     detail_sigma = check_scalar(detail_sigma, "detail_sigma", 0.0, MAX_DETAIL_SIGMA)
     slopes = _check_slopes(natural_slopes)
     images = [check_image(restored, "restored"), check_image(transported, "transported")]
@@ -125,18 +115,34 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
     base, alpha = split_alpha(images[0])
     moved = split_alpha(images[1])[0]
     if reconstructed is None:
-        out = base + perception * (moved - base)
-    else:
-        delta = moved - split_alpha(images[2])[0]
-        if detail_sigma > 0:
-            delta = delta - gaussian_blur(delta, detail_sigma)
-        if slopes:
-            delta = _natural_slope_band(base, delta, slopes)
-        out = base + perception * delta
-    out = out.clamp(0.0, 1.0)
-    if alpha is not None:
-        out = torch.cat([out, alpha], dim=-1)
-    return out
+        return base, alpha, moved - base
+    delta = moved - split_alpha(images[2])[0]
+    if detail_sigma > 0:
+        delta = delta - gaussian_blur(delta, detail_sigma)
+    if slopes:
+        delta = _natural_slope_band(base, delta, slopes)
+    return base, alpha, delta
+
+
+def _at(base, alpha, step, perception) -> torch.Tensor:
+    out = (base + perception * step).clamp(0.0, 1.0)
+    return out if alpha is None else torch.cat([out, alpha], dim=-1)
+
+
+def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: float,
+             reconstructed: Optional[torch.Tensor] = None,
+             detail_sigma: float = DEFAULT_DETAIL_SIGMA,
+             natural_slopes: Optional[Sequence[float]] = DEFAULT_NATURAL_SLOPES) -> torch.Tensor:
+    """Pick a point on the perception–distortion curve; IMAGE tensors [B,H,W,C] in, IMAGE out.
+
+    ``perception`` 0 returns the restored image, 1 the full transport, −1..2
+    allowed. Sizes are centre-cropped to the smallest, batch 1 broadcasts
+    against N, grey and RGBA are accepted (the restored image's alpha is kept).
+    ``detail_sigma`` and ``natural_slopes`` (the per-level cap; None turns it
+    off) only act with ``reconstructed`` (0 turns the band off).
+    """
+    perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
+    return _at(*_blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes), perception)
 
 
 def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigma=DEFAULT_DETAIL_SIGMA,
@@ -144,5 +150,6 @@ def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigm
     """``pd_blend`` at several perceptions, concatenated along the batch (perception-major)."""
     if len(perceptions) == 0:
         raise TransportInputError("give at least one perception value.")
-    return torch.cat([pd_blend(restored, transported, p, reconstructed, detail_sigma, natural_slopes)
-                      for p in perceptions])
+    values = [check_scalar(p, "perception", STRENGTH_MIN, STRENGTH_MAX) for p in perceptions]
+    parts = _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes)
+    return torch.cat([_at(*parts, p) for p in values])

@@ -78,6 +78,19 @@ def test_sweep_is_perception_major():
         pd_sweep(r, t, [])
 
 
+def test_a_residual_sweep_equals_each_blend_and_refuses_a_bad_value():
+    """The band is made once per sweep (blurred, capped); every perception still gets exactly pd_blend's image."""
+    r, t, rec = 0.2 + 0.6 * image(b=2, h=32, w=40, seed=14), image(b=2, h=32, w=40, seed=15), image(b=2, h=32, w=40,
+                                                                                                  seed=16)
+    rgba = torch.cat([r, torch.rand(2, 32, 40, 1, generator=torch.Generator().manual_seed(17))], dim=-1)
+    order = [1.0, 0.25, 2.0, -1.0]
+    out = pd_sweep(rgba, t, order, reconstructed=rec)
+    for k, p in enumerate(order):
+        assert torch.equal(out[2 * k:2 * k + 2], pd_blend(rgba, t, p, reconstructed=rec))
+    with pytest.raises(TransportInputError, match="perception"):
+        pd_sweep(r, t, [0.5, 3.0], reconstructed=rec)
+
+
 def test_bad_images_refused():
     with pytest.raises(TransportInputError, match="NaN"):
         pd_blend(image().fill_(float("nan")), image(), 0.5)
