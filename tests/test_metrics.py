@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from deepot_core.tooling.metrics import (frechet_distance, imresize, laplacian_pyramid, niqe, patch_frechet_distance,
                                  psnr, sliced_wasserstein_patches, ssim)
-from deepot_core.tooling.metrics.pyramid import pyr_up
+from deepot_core.pyramid import pyr_up
 from deepot_core.tooling.metrics.swd import wasserstein_1d_sorted
 
 BASICSR_BABOON_NIQE = 5.7296   # BasicSR docstring: MATLAB R2021a and BasicSR on tests/data/baboon.png

@@ -67,7 +67,7 @@ def test_transport_image_keeps_size_with_padding():
     transport = P.fit_transport(space, natural, restored, patch_size=1, space_name="pool")
     moved, recon = P.transport_image(space, transport, restored[0])
     assert moved.shape == recon.shape == restored[0].shape
-    out = P.blend(restored[0], moved, recon, 0.0, P.PAIRED_RECIPE)
+    out = P.blend(restored[0], moved, recon, 0.0, P.full_recipe(paired=True))
     assert torch.equal(out, restored[0])  # residual decode: perception 0 is the restored image exactly
 
 

@@ -3,15 +3,15 @@
 encode (a latent space) → PatchStatistics → LatentTransport → apply → decode the
 transported *and* the untransported latent → ``pd_blend`` (plain, or residual
 decode + detail band), with optional colour harmonisation of the natural photos
-before they are encoded. Two named recipes:
+before they are encoded. The recipes:
 
 - ``PAPER_RECIPE``: the published DOT — plain blend of the decoded transport.
-- ``FULL_RECIPE``: harmonise colours → residual decode → detail band (σ = 2 px),
-  for natural photos from another collection (unpaired, zero-shot).
-- ``PAIRED_RECIPE``: residual decode → detail band, for calibration pairs. Not
-  harmonised: the clean and restored versions of the same photos already share a
-  palette, and their pooled colour covariance differs by exactly the contrast the
-  restorer lost, which harmonising would strip from the natural set.
+- ``FULL_RECIPE``: harmonise colours → residual decode → detail band (σ = 2 px) →
+  natural-slope cap, for natural photos from another collection (unpaired, zero-shot).
+- ``full_recipe(paired=True)``: the same without harmonising, for calibration pairs:
+  the clean and restored versions of the same photos already share a palette, and
+  their pooled colour covariance differs by exactly the contrast the restorer lost,
+  which harmonising would strip from the natural set.
 
 Images are IMAGE tensors [1,H,W,3] (lists of them where sizes differ). A latent
 space is anything with ``encode``/``decode``/``latent_channels``/``downscale``
@@ -23,13 +23,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from ..blend import pd_blend
+from ..blend import pd_blend, pd_sweep
 from ..colour import colour_gap, harmonise_colours
 from ..constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE
 from ..errors import TransportInputError
-from .spaces import PIXEL_SPACE, SPACE_KEY
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
+from .spaces import PIXEL_SPACE, SPACE_KEY
 
 Progress = Optional[Callable[[int, int], None]]
 
@@ -50,7 +50,6 @@ class Recipe:
 
 PAPER_RECIPE = Recipe("paper", harmonise=False, residual=False, detail_sigma=0.0)
 FULL_RECIPE = Recipe("full", harmonise=True, residual=True, detail_sigma=DEFAULT_DETAIL_SIGMA)
-PAIRED_RECIPE = Recipe("full", harmonise=False, residual=True, detail_sigma=DEFAULT_DETAIL_SIGMA)
 
 
 def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
@@ -146,6 +145,18 @@ def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torc
     return pd_blend(restored, transported, perception)
 
 
+def blend_sweep(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torch.Tensor,
+                perceptions: Sequence[float], recipe: Recipe = FULL_RECIPE) -> List[torch.Tensor]:
+    """``blend`` at each perception, with the band made (blurred, capped) once: one IMAGE per perception."""
+    restored = restored[..., :3]
+    if recipe.residual:
+        out = pd_sweep(restored, transported, perceptions, reconstructed=reconstructed,
+                       detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes)
+    else:
+        out = pd_sweep(restored, transported, perceptions)
+    return list(out.chunk(len(perceptions)))
+
+
 def sweep(space, transport: LatentTransport, restored: Sequence[torch.Tensor],
           perceptions: Sequence[float] = DEFAULT_PERCEPTIONS, recipe: Recipe = FULL_RECIPE,
           progress: Progress = None) -> Dict[float, List[torch.Tensor]]:
@@ -153,8 +164,8 @@ def sweep(space, transport: LatentTransport, restored: Sequence[torch.Tensor],
     out: Dict[float, List[torch.Tensor]] = {float(p): [] for p in perceptions}
     for i, image in enumerate(restored):
         moved, recon = transport_image(space, transport, image)
-        for p in perceptions:
-            out[float(p)].append(blend(image, moved, recon, p, recipe))
+        for p, blended in zip(out, blend_sweep(image, moved, recon, list(out), recipe)):
+            out[p].append(blended)
         if progress is not None:
             progress(i + 1, len(restored))
     return out

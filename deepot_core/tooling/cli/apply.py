@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import List, Tuple
 
-from ...constants import DEFAULT_DETAIL_SIGMA
+from ...constants import DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_SLOPES
 from .common import CliError, ProgressBar, add_space_option, space_for
 
 HELP = "apply a transport to a folder of restored images"
@@ -92,13 +92,14 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def run(args) -> int:
     from ..imageio import list_images, load_image, save_image
-    from ..pipeline import FULL_RECIPE, PAPER_RECIPE, Recipe, blend, transport_image
+    from ..pipeline import PAPER_RECIPE, blend, full_recipe, transport_image
     from ...serialization import load_transport
 
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)
-    recipe = PAPER_RECIPE if args.plain else Recipe("cli", FULL_RECIPE.harmonise, True, args.detail_sigma,
-                                                    None if args.no_natural_slope else FULL_RECIPE.natural_slopes)
+    recipe = PAPER_RECIPE if args.plain else full_recipe(
+        paired=False, detail_sigma=args.detail_sigma,
+        natural_slopes=None if args.no_natural_slope else DEFAULT_NATURAL_SLOPES)
     if args.out.resolve() == args.input.resolve():
         raise CliError("--out must differ from --in (inputs are never overwritten).")
     # outputs are never read back as inputs, even when --out lies inside --in

@@ -5,7 +5,7 @@ from typing import List
 
 import torch
 
-from ...pyramid import BINOMIAL_5, collapse, laplacian_pyramid_bchw, pyr_down, pyr_up  # noqa: F401
+from ...pyramid import laplacian_pyramid_bchw
 from ._inputs import image_list
 
 

@@ -13,7 +13,7 @@ from typing import Dict, List
 import torch
 
 from ._inputs import ImageInput, image_list
-from .pyramid import laplacian_pyramid_bchw
+from ...pyramid import laplacian_pyramid_bchw
 
 DEFAULT_PATCHES_PER_IMAGE = 128   # ProGAN's descriptors per image and level
 DEFAULT_PROJECTIONS = 512         # ProGAN: 4 directions x 128 repeats
