@@ -28,6 +28,11 @@ DEFAULT_DETAIL_SIGMA = 2.0
 #: PD Blend's natural slope per pyramid level, finest first (see blend.py): rounded from the level-energy ratios
 #: of Kodak24 (1.60/0.99/0.87) and of the CBSD68 fit photos (1.54/0.89/0.72).
 DEFAULT_NATURAL_SLOPES = (1.5, 1.0, 0.9)
+#: PD Blend's natural floor per pyramid level, finest first: the lower quartile of the photos' finest-level ratio
+#: (Kodak24 1.25, CBSD68 1.20); a decoder that under-renders the transport has its finest band raised to it.
+DEFAULT_NATURAL_FLOORS = (1.2,)
+#: Most the floor may amplify the transported detail: beyond twice, the band is the decoder's failure, not detail.
+NATURAL_FLOOR_MAX_GAIN = 2.0
 
 #: Version of the .safetensors transport file layout; bump on incompatible change.
 FILE_FORMAT_VERSION = 1

@@ -12,7 +12,8 @@ from typing import Dict, List, Optional
 
 import torch
 
-from .constants import DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, SAMPLES_PER_DIM_WARNING, STRENGTH_MAX, STRENGTH_MIN
+from .constants import (DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES, NATURAL_FLOOR_MAX_GAIN,
+                        SAMPLES_PER_DIM_WARNING, STRENGTH_MAX, STRENGTH_MIN)
 from .errors import TransportInputError
 from .gaussian_ot import condition_number, eigen_floor, gaussian_map, gaussian_w2, symmetric_eigvalsh
 from .patch_apply import apply_patch_map, blend_identity, fused_kernel
@@ -199,9 +200,12 @@ class LatentTransport:
                 lines.append(f"{d['source_eigenvalues_floored']} flat source directions held at the eps floor")
         lines += [f"warning: {w}" for w in d["warnings"]]
         slopes = "/".join(f"{s:g}" for s in DEFAULT_NATURAL_SLOPES)
+        floors = "/".join(f"{s:g}" for s in DEFAULT_NATURAL_FLOORS)
         lines.append(f"PD Blend keeps the added detail within the natural slope of photos (each of the finest "
-                     f"pyramid levels ≤ {slopes}× the next coarser), measured on each image: decoders that "
-                     "over-render transported latents do not overshoot, so perception 1 is the most natural point")
+                     f"pyramid levels ≤ {slopes}× the next coarser, the finest ≥ {floors}×, with at most "
+                     f"{NATURAL_FLOOR_MAX_GAIN:g}× the decoded detail), measured on each image: decoders that over- "
+                     "or under-render transported latents neither overshoot nor stop short, so perception 1 is the "
+                     "most natural point")
         return "\n".join(lines)
 
     # --------------------------------------------------------------------- apply

@@ -252,8 +252,9 @@ def test_float64_overflow_saturates_with_the_right_sign():
 def test_the_report_says_what_pd_blend_does_and_why():
     line = LatentTransport(stats(seed=45), stats(seed=46)).report().split("\n")[-1]
     assert line == ("PD Blend keeps the added detail within the natural slope of photos (each of the finest pyramid "
-                    "levels ≤ 1.5/1/0.9× the next coarser), measured on each image: decoders that over-render "
-                    "transported latents do not overshoot, so perception 1 is the most natural point")
+                    "levels ≤ 1.5/1/0.9× the next coarser, the finest ≥ 1.2×, with at most 2× the decoded detail), "
+                    "measured on each image: decoders that over- or under-render transported latents neither "
+                    "overshoot nor stop short, so perception 1 is the most natural point")
 
 
 def test_infinity_minus_infinity_in_the_float64_redo_becomes_zero():

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 
 from ..blend import pd_blend, pd_sweep
 from ..colour import colour_gap, harmonise_colours
-from ..constants import DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE
+from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
+                         DEFAULT_PATCH_SIZE)
 from ..errors import TransportInputError
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
@@ -40,12 +41,13 @@ DEFAULT_PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 @dataclass(frozen=True)
 class Recipe:
     """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ, and the
-    per-level natural-slope cap on that band (None: off)."""
+    per-level natural-slope cap and floor on that band (slopes None: both off; floors None: the cap alone)."""
     name: str
     harmonise: bool
     residual: bool
     detail_sigma: float
     natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES
+    natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS
 
 
 PAPER_RECIPE = Recipe("paper", harmonise=False, residual=False, detail_sigma=0.0)
@@ -53,10 +55,11 @@ FULL_RECIPE = Recipe("full", harmonise=True, residual=True, detail_sigma=DEFAULT
 
 
 def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
-                natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES) -> Recipe:
+                natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES,
+                natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS) -> Recipe:
     """The full recipe for calibration pairs (no harmonising) or for unpaired natural photos."""
     return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma,
-                  natural_slopes=natural_slopes)
+                  natural_slopes=natural_slopes, natural_floors=natural_floors)
 
 
 # ---------------------------------------------------------------------------- encode / decode
@@ -141,7 +144,8 @@ def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torc
     restored = restored[..., :3]
     if recipe.residual:
         return pd_blend(restored, transported, perception, reconstructed=reconstructed,
-                        detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes)
+                        detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
+                       natural_floors=recipe.natural_floors)
     return pd_blend(restored, transported, perception)
 
 
@@ -151,7 +155,8 @@ def blend_sweep(restored: torch.Tensor, transported: torch.Tensor, reconstructed
     restored = restored[..., :3]
     if recipe.residual:
         out = pd_sweep(restored, transported, perceptions, reconstructed=reconstructed,
-                       detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes)
+                       detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
+                       natural_floors=recipe.natural_floors)
     else:
         out = pd_sweep(restored, transported, perceptions)
     return list(out.chunk(len(perceptions)))
