@@ -52,7 +52,7 @@ def noisy(images: List[torch.Tensor], seed: int, clip: bool) -> List[torch.Tenso
 def level_energies(images: List[torch.Tensor]) -> torch.Tensor:
     """Mean energy of each Laplacian level (finest first, residual excluded) over a set of images."""
     rows = [torch.stack([b.pow(2).mean() for b in laplacian_pyramid_bchw(
-        x[..., :3].permute(0, 3, 1, 2).double(), LEVELS + 1)[:-1]]) for x in images]
+        x[..., :3].permute(0, 3, 1, 2).double(), LEVELS)[:-1]]) for x in images]
     return torch.stack(rows).mean(0)
 
 

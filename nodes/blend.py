@@ -37,8 +37,9 @@ class PDBlend(io.ComfyNode):
                          "image (least distortion), 1 = full transport (most natural-looking). Connect "
                          "'reconstructed' (the decode of the untransported latent) to add only the transport's "
                          "change and skip the VAE's own error; that change's fine pyramid levels are kept within "
-                         "the natural slope of photos, so perception 1 never overshoots. A list in 'perceptions' "
-                         "gives one image per value "
+                         "the natural slope of photos (capped where a VAE over-renders, raised where it "
+                         "under-renders), so perception 1 neither overshoots nor stops short. A list in "
+                         "'perceptions' gives one image per value "
                          "and previews them on the node as a labelled sheet (one row per image)."),
             inputs=[
                 io.Image.Input("restored", tooltip="The restoration model's original output."),

@@ -95,12 +95,14 @@ def test_an_over_rendered_band_is_still_capped_not_floored():
 
 
 def test_the_floor_gain_closed_form():
-    """E(g) = a g² + 2b g + c: below the floor at g = 1 it rises to the root (≤ 2); at or above, or with no band, 1."""
+    """E(g) = a g² + 2b g + c: below the floor at g = 1 the gain rises to the root (at most 2); at or above the
+    floor, or with no band, it stays 1."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
     a, b, c = t(1.0, 1.0, 1.0, 0.0, 1.0), t(0.0, 0.0, 0.0, 0.0, -1.0), t(1.0, 1.0, 1.0, 1.0, 1.0)
     floor = t(2.5, 20.0, 1.5, 5.0, 4.0)
     got = _floor_gain(a, b, c, floor, 2.0)
-    # 1 + g² = 2.5 → √1.5; 20 is out of reach → 2; 1.5 < E(1) = 2 → 1; a = 0 → 1; g² − 2g + 1 = 4 → g = 3 → 2
+    # 1 + g² = 2.5 → √1.5; 20 is out of reach → 2; 1.5 < E(1) = 2 → 1; a = 0 → 1;
+    # g² − 2g + 1 = 4 → g = 3 → 2
     torch.testing.assert_close(got, t(1.5 ** 0.5, 2.0, 1.0, 1.0, 2.0))
 
 
