@@ -31,7 +31,7 @@ MODULES = ("statistics", "gaussian_ot", "patch_apply", "transport", "blend", "co
 #: Tests that exercise those modules (mutmut runs, per mutant, only the ones that reach the mutated function).
 TESTS = ("test_statistics.py", "test_statistics_contract.py", "test_gaussian_ot.py", "test_gaussian_ot_contract.py",
          "test_apply.py", "test_patch_apply_edges.py", "test_transport_contract.py", "test_blend.py",
-         "test_natural_slope.py", "test_colour.py",
+         "test_natural_slope.py", "test_natural_floor.py", "test_colour.py",
          "test_serialization.py", "test_serialization_roundtrip.py", "test_serialization_fuzz.py",
          "test_transport_document.py", "test_golden_files.py", "test_hostile_core.py", "test_soak.py",
          "test_distributed.py", "test_nodes.py", "test_nodes_files.py", "test_pipeline.py")

@@ -23,8 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--detail-sigma", type=float, default=DEFAULT_DETAIL_SIGMA,
                    help="Gaussian σ (px) of the detail band added by the residual decode; 0 = whole residual")
     p.add_argument("--no-natural-slope", action="store_true",
-                   help="add the detail band uncapped (by default each fine pyramid level is kept within the "
-                        "natural slope of photos, so decoders that over-render cannot overshoot)")
+                   help="add the detail band as decoded (by default each fine pyramid level is kept within the "
+                        "natural slope of photos: capped where a decoder over-renders, the finest raised where it "
+                        "under-renders)")
     p.add_argument("--plain", action="store_true",
                    help="the paper's plain blend of the decoded transport (no residual decode / detail band)")
     add_space_option(p, "Default: the space recorded in the transport file (pixel needs no weights).")
