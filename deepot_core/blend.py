@@ -84,8 +84,9 @@ def _largest_gain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, cap: torch.
 
 def _floor_gain(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, floor: torch.Tensor,
                 max_gain: float) -> torch.Tensor:
-    """Where the full band leaves the level below ``floor``, the gain in (1, max_gain] that reaches it; else 1."""
-    under = (a + 2 * b + c < floor) & (a > 0)
+    """Where the full band leaves the level below ``floor``, the gain in (1, max_gain] that reaches it; else 1
+    (also with no band: ``_root`` gives 1)."""
+    under = a + 2 * b + c < floor
     return torch.where(under, _root(a, b, c, floor).clamp(1.0, max_gain), torch.ones_like(a))
 
 

@@ -98,26 +98,53 @@ def test_the_floor_gain_closed_form():
     """E(g) = a g² + 2b g + c: below the floor at g = 1 the gain rises to the root (at most 2); at or above the
     floor, or with no band, it stays 1."""
     t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    a, b, c = t(1.0, 1.0, 1.0, 0.0, 1.0), t(0.0, 0.0, 0.0, 0.0, -1.0), t(1.0, 1.0, 1.0, 1.0, 1.0)
-    floor = t(2.5, 20.0, 1.5, 5.0, 4.0)
+    a, b, c = t(1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0), t(0.0, 0.0, 0.0, 0.0, -1.0, -3.0, -3.0), t(1, 1, 1, 1, 1, 10, 9)
+    floor = t(2.5, 20.0, 1.5, 5.0, 4.0, 4.0, 4.0)
     got = _floor_gain(a, b, c, floor, 2.0)
     # 1 + g² = 2.5 → √1.5; 20 is out of reach → 2; 1.5 < E(1) = 2 → 1; a = 0 → 1;
-    # g² − 2g + 1 = 4 → g = 3 → 2
-    torch.testing.assert_close(got, t(1.5 ** 0.5, 2.0, 1.0, 1.0, 2.0))
+    # g² − 2g + 1 = 4 → g = 3 → 2; a band that first lowers the energy: E(1) = 5 ≥ 4 → 1, though E = 4 again at
+    # g = 3 + √3; E(1) = 4 exactly (roots 1 and 5) → 1
+    torch.testing.assert_close(got, t(1.5 ** 0.5, 2.0, 1.0, 1.0, 2.0, 1.0, 1.0))
+
+
+def test_a_floor_below_one_binds_at_its_own_level_only():
+    """Floors (0, 0.9): none at the finest level (its gain is the cap's), 0.9× at the next one, which a strongly
+    blurred image with a faint band falls below."""
+    clean = photo(5)
+    base = gaussian_blur(clean, 3.0)
+    band = 0.2 * (clean - gaussian_blur(clean, 0.7))
+    b_c, h_c = base.permute(0, 3, 1, 2), band.permute(0, 3, 1, 2)
+    floored = natural_slope_gains(b_c, h_c, DEFAULT_NATURAL_SLOPES, (0.0, 0.9))
+    capped = natural_slope_gains(b_c, h_c, DEFAULT_NATURAL_SLOPES, ())
+    assert float(floored[0, 1]) > 1.0 and float(capped[0, 1]) == 1.0
+    assert torch.equal(floored[:, 2], capped[:, 2])  # the coarser level is computed first, unchanged
+
+
+def test_a_floor_equal_to_its_cap_is_accepted_and_met():
+    base = gaussian_blur(photo(6), 1.5)
+    band = 0.3 * (photo(6) - base)
+    slopes = (1.5, 1.0, 0.9)
+    gains = natural_slope_gains(base.permute(0, 3, 1, 2), band.permute(0, 3, 1, 2), slopes, (1.5,))
+    e0, e1 = _floored_energies(base, band, float(gains[0, 0]))
+    assert 1.0 < float(gains[0, 0]) < NATURAL_FLOOR_MAX_GAIN and e0 == pytest.approx(1.5 * e1, rel=1e-6)
+    pd_blend(base, base + band, 1.0, reconstructed=base, natural_slopes=slopes, natural_floors=(1.5,))
 
 
 @pytest.mark.parametrize("floors,slopes,words", [
-    ((1.2, 0.5, 0.5, 0.5), (1.5, 1.0, 0.9), "natural_floors has 4 levels but natural_slopes only 3"),
-    ((1.6,), (1.5, 1.0, 0.9), "exceed natural_slopes [1.5, 1.0, 0.9] at level 0"),
-    ((1.2, 1.1), (1.5, 1.0), "at level 1"),
-    ((-0.1,), (1.5,), "natural_floors"),
-    ((float("nan"),), (1.5,), "natural_floors"),
+    ((1.2, 0.5, 0.5, 0.5), (1.5, 1.0, 0.9),
+     "natural_floors has 4 levels but natural_slopes only 3; give a slope for every floored level."),
+    ((1.6,), (1.5, 1.0, 0.9),
+     "natural_floors [1.6] exceed natural_slopes [1.5, 1.0, 0.9] at level 0; a floor must not lie above its "
+     "level's cap."),
+    ((1.2, 1.1), (1.5, 1.0), "natural_floors [1.2, 1.1] exceed natural_slopes [1.5, 1.0] at level 1; a floor"),
+    ((-0.1,), (1.5,), "natural_floors must be in 0.0..100.0, got -0.1."),
+    ((float("nan"),), (1.5,), "natural_floors must be a finite number, got nan"),
 ])
 def test_bad_floors_are_refused(floors, slopes, words):
     image = photo(0)
     with pytest.raises(TransportInputError) as err:
         pd_blend(image, photo(1), 1.0, reconstructed=image, natural_slopes=slopes, natural_floors=floors)
-    assert words in str(err.value)
+    assert str(err.value).startswith(words)
     with pytest.raises(TransportInputError):
         natural_slope_gains(image.permute(0, 3, 1, 2), photo(1).permute(0, 3, 1, 2), slopes, floors)
 

@@ -141,8 +141,14 @@ def test_gains_are_the_largest_that_fit(seed, scale, slopes):
 
 @pytest.mark.parametrize("bad", [(-1.0, 1.0), (float("nan"),), (0.0, 1.0), ("x",)])
 def test_bad_slopes_are_refused(bad):
-    with pytest.raises(TransportInputError, match=r"(^| )natural_slopes "):
-        pd_blend(photo(0), photo(1), 1.0, reconstructed=photo(0), natural_slopes=bad)
+    with pytest.raises(TransportInputError, match=r"^natural_slopes "):
+        pd_blend(photo(0), photo(1), 1.0, reconstructed=photo(0), natural_slopes=bad, natural_floors=None)
+
+
+def test_a_zero_slope_is_refused_in_its_own_words():
+    with pytest.raises(TransportInputError) as err:
+        pd_blend(photo(0), photo(1), 1.0, reconstructed=photo(0), natural_slopes=(0.0, 1.0), natural_floors=None)
+    assert str(err.value) == "natural_slopes must be positive, got [0.0, 1.0]; give None to turn the cap off."
 
 
 def _energies(bands):
@@ -178,3 +184,6 @@ def test_a_band_that_first_lowers_the_energy_is_still_capped_at_full_strength():
     g = _largest_gain(t([4.0, 4.0, 0.0], dtype=torch.float64), t([-1.0, -1.0, 0.0], dtype=torch.float64),
                       t([1.0, 1.0, 1.0], dtype=torch.float64), t([2.0, 3.0, 1.0], dtype=torch.float64))
     torch.testing.assert_close(g, t([(2 + 20 ** 0.5) / 8, 1.0, 1.0], dtype=torch.float64))
+    # a band that raises the energy: E(g) = g² + 2g + 1 over a cap of 2 gives √2 − 1 (E(−1) = 0 would fit)
+    one = t([1.0], dtype=torch.float64)
+    torch.testing.assert_close(_largest_gain(one, one, one, 2 * one), t([2 ** 0.5 - 1], dtype=torch.float64))
