@@ -67,7 +67,8 @@ def _check_floors(floors, slopes: List[float]) -> List[float]:
     over = [k for k, (f, s) in enumerate(zip(values, slopes)) if f > s]
     if over:
         raise TransportInputError(f"natural_floors {values} exceed natural_slopes {slopes} at level {over[0]}; "
-                                  "a floor must not lie above its level's cap.")
+                                  "a floor must not lie above its level's cap: lower the floor, raise the slope or "
+                                  "give natural_floors=None.")
     return values
 
 

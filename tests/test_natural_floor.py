@@ -135,7 +135,7 @@ def test_a_floor_equal_to_its_cap_is_accepted_and_met():
      "natural_floors has 4 levels but natural_slopes only 3; give a slope for every floored level."),
     ((1.6,), (1.5, 1.0, 0.9),
      "natural_floors [1.6] exceed natural_slopes [1.5, 1.0, 0.9] at level 0; a floor must not lie above its "
-     "level's cap."),
+     "level's cap: lower the floor, raise the slope or give natural_floors=None."),
     ((1.2, 1.1), (1.5, 1.0), "natural_floors [1.2, 1.1] exceed natural_slopes [1.5, 1.0] at level 1; a floor"),
     ((-0.1,), (1.5,), "natural_floors must be in 0.0..100.0, got -0.1."),
     ((float("nan"),), (1.5,), "natural_floors must be a finite number, got nan"),

@@ -7,7 +7,7 @@ before they are encoded. The recipes:
 
 - ``PAPER_RECIPE``: the published DOT — plain blend of the decoded transport.
 - ``FULL_RECIPE``: harmonise colours → residual decode → detail band (σ = 2 px) →
-  natural-slope cap, for natural photos from another collection (unpaired, zero-shot).
+  natural-slope cap and floor, for natural photos from another collection (unpaired, zero-shot).
 - ``full_recipe(paired=True)``: the same without harmonising, for calibration pairs:
   the clean and restored versions of the same photos already share a palette, and
   their pooled colour covariance differs by exactly the contrast the restorer lost,
