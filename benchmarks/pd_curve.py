@@ -40,6 +40,7 @@ if __package__ in (None, ""):
 from deepot_core.tooling import pipeline as P  # noqa: E402
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import spaces as S  # noqa: E402
+from deepot_core.tooling.clipped_noise import undo_noise_clipping  # noqa: E402
 from deepot_core.tooling.imageio import list_images, load_image  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +48,8 @@ DEFAULT_DATA = Path(os.environ.get("DEEPOT_SHARED_DATA", REPO_ROOT.parent / "sha
 PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROTOCOLS = ("calibration", "unpaired", "zeroshot")
 RESTORER_NAMES = {"denoise50": "FFDNet σ=50", "sr4": "CARN-M ×4"}
+#: How the denoiser's output is labelled when the clipping bias is undone (the default) or kept.
+CLIPPING_LABELS = {True: "clipping bias undone", False: "clipping bias kept"}
 #: Detail-band σ values tried (full recipe, extra rows) to see whether 2 px suits each task.
 SIGMA_PROBE = (1.0, 2.0, 4.0)
 #: Issue-6 targets: (task, protocol, perception) → limits relative to the MMSE output.
@@ -88,11 +91,17 @@ def space_spec(name: str, data: Path) -> str:
 
 
 class Restorer:
-    """The MMSE restorer of one task, loaded from the development data."""
+    """The MMSE restorer of one task, loaded from the development data.
 
-    def __init__(self, task: str, data: Path):
+    The denoising task's noise is clipped to 0..1 (as in a saved photo) and FFDNet was trained on unclipped
+    noise, so by default its output has the clip's bias undone (``undo_noise_clipping``): that is the MMSE-like
+    estimate the method starts from. ``undo_clipping=False`` gives FFDNet as is (``--keep-clipping-bias``).
+    """
+
+    def __init__(self, task: str, data: Path, undo_clipping: bool = True):
         from benchmarks.restorers import load_carn_m, load_ffdnet
         self.task = task
+        self.undo_clipping = undo_clipping
         if task == "denoise50":
             self.model = load_ffdnet(data / "restorers" / "ffdnet_color_kair" / "ffdnet_color.pth")
         else:
@@ -101,7 +110,10 @@ class Restorer:
     def __call__(self, degraded: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         from benchmarks.restorers import denoise_ffdnet, super_resolve_carn
         if self.task == "denoise50":
-            return [denoise_ffdnet(self.model, d, E.TASK_NOISE_SIGMA) for d in degraded]
+            out = [denoise_ffdnet(self.model, d, E.TASK_NOISE_SIGMA) for d in degraded]
+            if self.undo_clipping:
+                out = [undo_noise_clipping(o.clamp(0.0, 1.0), E.TASK_NOISE_SIGMA) for o in out]
+            return out
         return [super_resolve_carn(self.model, d, E.TASK_SR_SCALE) for d in degraded]
 
 
@@ -187,7 +199,8 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
 def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS, n_fit: int = 12,
                   n_test: int = 12, crop: int = 256, perceptions=PERCEPTIONS, recipes=None,
                   niqe: bool = True, sigma_probe=SIGMA_PROBE, log=print, ssim: bool = True,
-                  vae: str = DEFAULT_SPACE, halves: bool = False, restored_cache: Optional[Dict] = None) -> Dict:
+                  vae: str = DEFAULT_SPACE, halves: bool = False, restored_cache: Optional[Dict] = None,
+                  undo_clipping: bool = True) -> Dict:
     """Every (task, protocol, recipe, perception) row in one latent space; see the module docstring.
 
     ``restored_cache`` (task → (fit_restored, test_restored)) lets several spaces share one restorer run.
@@ -202,14 +215,15 @@ def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS,
                           "patch_size": P.DEFAULT_PATCH_SIZE, "n_fit": n_fit,
                           "n_test": n_test, "crop": crop, "fit_and_test": "CBSD68 (sorted; disjoint)",
                           "unpaired_natural": "Kodak24", "perceptions": list(perceptions),
-                          "recipes": [r.__dict__ for r in recipes]},
+                          "recipes": [r.__dict__ for r in recipes],
+                          "denoiser": f"{RESTORER_NAMES['denoise50']}, {CLIPPING_LABELS[undo_clipping]}"},
                "tasks": {}}
     for task in tasks:
         log(f"{vae} {task}: {RESTORER_NAMES[task]}")
         if restored_cache is not None and task in restored_cache:
             fit_restored, test_restored = restored_cache[task]
         else:
-            restore = Restorer(task, data)
+            restore = Restorer(task, data, undo_clipping)
             with torch.inference_mode():
                 fit_restored = restore(E.degrade(fit_clean, task, seed=1))
                 test_restored = restore(E.degrade(test_clean, task, seed=2))
@@ -260,7 +274,8 @@ def markdown(results: Dict) -> str:
     lines = [f"Space {cfg['space']}, p = {cfg['patch_size']}, fit on {cfg['n_fit']} and test on "
              f"{cfg['n_test']} held-apart {cfg['crop']}×{cfg['crop']} centre crops ({cfg['fit_and_test']}; "
              f"unpaired/zero-shot natural photos: {cfg['unpaired_natural']}). Ratios are against the MMSE "
-             "output (perception 0); lower SWD / patch-FD / NIQE is better.", ""]
+             "output (perception 0); lower SWD / patch-FD / NIQE is better. Denoiser: "
+             f"{cfg.get('denoiser', RESTORER_NAMES['denoise50'])}.", ""]
     for task, protocols in results["tasks"].items():
         for protocol, rows in protocols.items():
             lines += [f"**{RESTORER_NAMES[task]} — {protocol}**", "",
@@ -345,7 +360,8 @@ def _cell(ratios: Dict) -> str:
 def markdown_spaces(spaces: Dict, protocol: str = "unpaired", recipe: str = "full") -> str:
     """One table per space (ΔPSNR / SWD / patch-FD / low-pass ratios at each perception, on all crops and on
     each half), then every issue-10 target, met or not."""
-    lines = []
+    first = next(iter(spaces["spaces"].values()), {"config": {}})["config"]
+    lines = [f"Denoiser: {first.get('denoiser', RESTORER_NAMES['denoise50'])}.", ""]
     for name, results in spaces["spaces"].items():
         cfg = results["config"]
         label = SPACES.get(name, (None, f"{cfg['latent_channels']} ch"))[1]
@@ -473,6 +489,9 @@ def main(argv=None) -> int:
     parser.add_argument("--no-niqe", action="store_true", help="skip NIQE")
     parser.add_argument("--ssim", choices=("all", "ends", "none"), default="all",
                         help="where to measure SSIM (the slowest metric): every perception, 0 and 1 only, nowhere")
+    parser.add_argument("--keep-clipping-bias", action="store_true",
+                        help="use FFDNet's output as is; by default the bias that the clipped noise leaves in it is "
+                             "undone (deepot_core.tooling.clipped_noise)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"development data not found at {args.data}; pass --data", file=sys.stderr)
@@ -481,7 +500,8 @@ def main(argv=None) -> int:
     torch.manual_seed(0)
     vaes = list(SPACES) if args.vae == ["all"] else args.vae
     options = dict(tasks=args.tasks, protocols=args.protocols, n_fit=args.n_fit, n_test=args.n_test,
-                   crop=args.crop, niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim])
+                   crop=args.crop, niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim],
+                   undo_clipping=not args.keep_clipping_bias)
     args.out.mkdir(parents=True, exist_ok=True)
     if len(vaes) > 1:
         spaces = run_spaces(args.data, vaes, **options)
