@@ -7,6 +7,7 @@ optional inputs at the end. ``comfy_entrypoint`` is how ComfyUI finds the nodes.
 from . import comfy_bridge
 from .apply import ApplyLatentTransport
 from .blend import PDBlend
+from .clipped_noise import UndoNoiseClipping
 from .colour import HarmoniseColours
 from .comfy_v3 import ComfyExtension
 from .degrade import DegradeImage
@@ -18,7 +19,7 @@ comfy_bridge.register_folder()
 
 #: Every node of the pack, in menu order.
 NODES = [FitLatentTransport, ApplyLatentTransport, PDBlend, SaveLatentTransport, LoadLatentTransport,
-         HarmoniseColours, DegradeImage, LoadImageFolder]
+         HarmoniseColours, DegradeImage, UndoNoiseClipping, LoadImageFolder]
 
 
 class DeepOTExtension(ComfyExtension):

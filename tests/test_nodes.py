@@ -17,6 +17,7 @@ NODE_IDS = {
     "DeepOT_LoadLatentTransport": "Load Latent Transport",
     "DeepOT_HarmoniseColours": "Harmonise Colours",
     "DeepOT_DegradeImage": "Degrade Image",
+    "DeepOT_UndoNoiseClipping": "Undo Noise Clipping",
     "DeepOT_LoadImageFolder": "Load Image Folder",
 }
 FIT, APPLY, BLEND = "DeepOT_FitLatentTransport", "DeepOT_ApplyLatentTransport", "DeepOT_PDBlend"

@@ -121,3 +121,24 @@ def degrade_node_unchecked(**kwargs):
     cls = node_class(DEGRADE)
     call = {**widget_defaults(cls), "images": photo(8), **kwargs}
     return cls.execute(**call)
+
+
+UNDO = "DeepOT_UndoNoiseClipping"
+
+
+def test_undo_noise_clipping_inverts_the_mean_of_degrade_images_noise():
+    """Degrade Image's clipped noise, averaged over many seeds (what an ideal unclipped-noise denoiser returns), is
+    brought back to the clean photo by Undo Noise Clipping; σ = 0 passes the images through."""
+    images = photo(9, batch=1, size=16)
+    mean = torch.stack([run_node(DEGRADE, images=images, noise_sigma=50.0, seed=s)[0] for s in range(1500)]).mean(0)
+    (undone,) = run_node(UNDO, images=mean, noise_sigma=50.0)
+    assert undone.shape == images.shape
+    assert float((undone - images).abs().mean()) < 0.5 * float((mean - images).abs().mean())
+    assert float((undone - images).abs().mean()) < 0.01
+    (same,) = run_node(UNDO, images=images, noise_sigma=0.0)
+    assert same is not images and torch.equal(same, images)
+
+
+def test_undo_noise_clipping_names_itself_in_errors():
+    with pytest.raises(ValueError, match="^Undo Noise Clipping: images contains NaN"):
+        run_node(UNDO, images=torch.full((1, 8, 8, 3), float("nan")), noise_sigma=25.0)

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from node_harness import PACK_ROOT, load_pack, run
+from test_nodes import NODE_IDS
 
 FIT, BLEND = "DeepOT_FitLatentTransport", "DeepOT_PDBlend"
 
@@ -126,7 +127,7 @@ def test_without_comfyui_the_pack_imports_silently_on_the_stand_in():
                           "nodes": len(node_harness.node_classes())}))
     """)
     # V3 only: ComfyUI's loader would take NODE_CLASS_MAPPINGS first if the pack exported it
-    assert result == {"records": [], "standin": True, "missing": None, "entry": True, "v1": False, "nodes": 8}
+    assert result == {"records": [], "standin": True, "missing": None, "entry": True, "v1": False, "nodes": len(NODE_IDS)}
 
 
 def test_a_comfyui_without_the_pinned_api_gets_one_clear_log_line():
