@@ -26,19 +26,19 @@ import workflow_tools as wt  # noqa: E402
 EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
 #: Per example: the title, the crop box (left, top, size) and the panels (node title, image index, caption).
 SPECS = {
-    "deepot_denoise_dncnn_taesd": ("DOT denoising: DnCNN + TAESD (SD1.5 latent), fitted on a photo folder",
+    "deepot_denoise_dncnn_taesd": ("DOT denoising: DnCNN, clipping undone, + TAESD (SD1.5 latent)",
                                    (96, 96, 192), [("noisy input (held out)", 0, "noisy input (sigma 50)"),
-                                                   ("Save Image", 0, "DnCNN = perception 0"),
+                                                   ("Save Image", 0, "perception 0 (DnCNN)"),
                                                    ("Save Image", 1, "perception 0.5"),
                                                    ("Save Image", 2, "perception 1")]),
-    "deepot_denoise_dncnn_taef1": ("DOT denoising: DnCNN + TAEF1 (FLUX.1 latent, 16 channels)",
+    "deepot_denoise_dncnn_taef1": ("DOT denoising: DnCNN, clipping undone, + TAEF1 (FLUX.1, 16 ch)",
                                    (96, 96, 192), [("noisy input (held out)", 0, "noisy input (sigma 50)"),
-                                                   ("Save Image", 0, "DnCNN = perception 0"),
+                                                   ("Save Image", 0, "perception 0 (DnCNN)"),
                                                    ("Save Image", 1, "perception 0.5"),
                                                    ("Save Image", 2, "perception 1")]),
     "deepot_reuse_dncnn_taesd": ("DOT reuse: the saved DnCNN + TAESD transport on any photo",
                                  (224, 96, 256), [("noisy input", 0, "noisy input (sigma 50)"),
-                                                  ("DnCNN output (perception 0)", 0, "DnCNN = perception 0"),
+                                                  ("DnCNN output (perception 0)", 0, "perception 0 (DnCNN)"),
                                                   ("Save Image", 0, "perception 0.75")]),
 }
 GAP, TITLE, CAPTION = 8, 34, 26

@@ -81,3 +81,15 @@ def test_a_real_denoiser_on_clipped_noise_gets_closer_to_the_clean_photos(shared
     assert float(after) > float(before) + 0.5
     spread = lambda xs: float(torch.stack([x.std() for x in xs]).mean())  # noqa: E731
     assert spread(restored) < spread(undone) <= 1.05 * spread(clean)
+
+
+def test_the_benchmarks_denoiser_undoes_the_clipping_bias_unless_told_to_keep_it(shared_data):
+    """pd_curve's FFDNet output is ``undo_noise_clipping`` of FFDNet as is; ``undo_clipping=False`` is FFDNet as is."""
+    from benchmarks.pd_curve import Restorer, load_set
+    clean = load_set(shared_data / "images" / "cbsd68", 0, 1, 64)
+    noisy = E.degrade(clean, "denoise50", seed=5)
+    with torch.inference_mode():
+        undone, kept = Restorer("denoise50", shared_data)(noisy)[0], \
+            Restorer("denoise50", shared_data, undo_clipping=False)(noisy)[0]
+    assert torch.equal(undone, undo_noise_clipping(kept.clamp(0, 1), E.TASK_NOISE_SIGMA))
+    assert not torch.equal(undone, kept.clamp(0, 1))

@@ -200,7 +200,8 @@ def test_denoising_examples_fit_dncnn_pairs_of_a_photo_folder(name):
     restored_path = wt.upstream_types(workflow, inputs["restored"][0])
     assert "DeepOT_LoadImageFolder" in natural_path and "ImageUpscaleWithModel" not in natural_path
     assert {"DeepOT_LoadImageFolder", "DeepOT_DegradeImage", "ImageUpscaleWithModel",
-            "UpscaleModelLoader"} <= restored_path
+            "UpscaleModelLoader", "DeepOT_UndoNoiseClipping"} <= restored_path
+    assert_undo_matches_the_noise(workflow)
     # the photo the transport is shown on is held out of the fit
     blend = only(workflow, "DeepOT_PDBlend")
     shown = wt.linked_inputs(workflow, blend)["restored"][0]
@@ -220,8 +221,19 @@ def test_real_model_reuse_applies_the_file_the_taesd_example_saves():
     assert load["widgets_values"] == [DENOISE["deepot_denoise_dncnn_taesd"][1] + ".safetensors"]
     assert [n["widgets_values"][0] for n in wt.nodes_of(reuse, "VAELoader")] == ["taesd"]  # the VAE it was fitted in
     blend = only(reuse, "DeepOT_PDBlend")
-    assert wt.linked_inputs(reuse, blend)["restored"][0]["type"] == "ImageUpscaleWithModel"
+    assert wt.linked_inputs(reuse, blend)["restored"][0]["type"] == "DeepOT_UndoNoiseClipping"
+    assert_undo_matches_the_noise(reuse)  # restored exactly as when the transport was fitted
     assert "deepot_denoise_dncnn_taesd" in only(reuse, "Note")["widgets_values"][0]
+
+
+def assert_undo_matches_the_noise(workflow):
+    """Undo Noise Clipping sits right after DnCNN, with Degrade Image's σ, and everything DnCNN fed now gets its
+    output (DnCNN's raw output reaches nothing else)."""
+    undo, degrade, dncnn = (only(workflow, t) for t in ("DeepOT_UndoNoiseClipping", "DeepOT_DegradeImage",
+                                                          "ImageUpscaleWithModel"))
+    assert wt.linked_inputs(workflow, undo)["images"][0] is dncnn
+    assert undo["widgets_values"] == [degrade["widgets_values"][4]] == [50]
+    assert len(dncnn["outputs"][0]["links"]) == 1
 
 
 # ------------------------------------------------- the checker itself can fail
