@@ -207,3 +207,41 @@ def test_outputs_inside_the_input_tree_are_never_read_back(folders, capsys):
     assert "0 written, 2 already done" in capsys.readouterr().out
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
     assert written == ["a.png", "sub/b.png"]  # no realistic/realistic/...
+
+
+def test_undo_noise_clipping_is_recorded_at_fit_and_repeated_at_apply(folders, capsys):
+    """fit --undo-noise-clipping σ undoes the bias in the restored images and records σ; apply then does the same
+    to each input by default (perception 0 = the undone input), and an explicit 0 turns it off."""
+    from deepot_core.tooling.clipped_noise import UNDO_CLIPPING_KEY, undo_noise_clipping
+    code, transport = _fit(folders, "--undo-noise-clipping", "50")
+    assert code == 0
+    assert main(["info", str(transport), "--json"]) == 0
+    assert f'"{UNDO_CLIPPING_KEY}": 50.0' in capsys.readouterr().out
+    source = load_image(folders / "inputs" / "a.png")
+    for extra, expected in (([], undo_noise_clipping(source, 50)), (["--undo-noise-clipping", "0"], source)):
+        out = folders / f"out{len(extra)}"
+        assert main(["apply", "--transport", str(transport), "--in", str(folders / "inputs"), "--out", str(out),
+                     "--perception", "0", "--quiet", *extra]) == 0
+        assert ("σ = 50 undone" in capsys.readouterr().out) == (not extra)
+        assert torch.allclose(load_image(out / "a.png"), expected, atol=0.6 / 255)
+    assert not torch.allclose(undo_noise_clipping(source, 50), source, atol=2 / 255)
+
+
+@pytest.mark.parametrize("value", ["loud", -5.0, 1e9, float("nan")])
+def test_a_bad_recorded_noise_sigma_is_a_clean_error_naming_the_fix(folders, capsys, value):
+    from deepot_core.tooling.clipped_noise import UNDO_CLIPPING_KEY
+    _, good = _fit(folders)
+    bad = folders / "bad.safetensors"
+    transport = LatentTransport.load(good)
+    transport.metadata[UNDO_CLIPPING_KEY] = value
+    transport.save(bad)
+    err = _error(capsys, ["apply", "--transport", str(bad), "--in", str(folders / "inputs"),
+                          "--out", str(folders / "out"), "--quiet"])
+    assert UNDO_CLIPPING_KEY in err and "--undo-noise-clipping" in err
+    assert not (folders / "out").exists() or not any((folders / "out").iterdir())
+
+
+def test_fit_refuses_a_bad_noise_sigma_before_any_work(folders, capsys):
+    err = _error(capsys, ["fit", "--restored", str(folders / "restored"), "--natural", str(folders / "natural"),
+                          "--out", str(folders / "t.safetensors"), "--undo-noise-clipping", "300", "--quiet"])
+    assert "--undo-noise-clipping must be in 0.0..255.0" in err and not (folders / "t.safetensors").exists()

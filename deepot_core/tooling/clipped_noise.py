@@ -15,11 +15,15 @@ IMAGE tensors [B,H,W,C] float in 0..1 in and out; alpha is passed through.
 """
 import torch
 
+from ..errors import TransportInputError
 from ..image_ops import check_image
 from ..validation import check_scalar
 
 #: Largest noise σ on the 0..255 scale (as Degrade Image).
 MAX_CLIPPED_SIGMA = 255.0
+#: Transport-file metadata key of the σ whose clipping bias was undone in the restored images at fit time, so
+#: that the command line's ``apply`` treats new restored images the same way (absent: none was undone).
+UNDO_CLIPPING_KEY = "undo_noise_clipping_sigma"
 #: Safeguarded Newton steps on 0..1 (a bisection step wherever Newton leaves the bracket); g' ≥ 0.34 on
 #: 0..1 for every σ up to 255, so 12 steps reach float precision (tests/test_clipped_noise.py checks it).
 NEWTON_STEPS = 12
@@ -70,3 +74,13 @@ def undo_noise_clipping(images: torch.Tensor, noise_sigma: float) -> torch.Tenso
         colour = torch.where(target <= ends[0], 0.0, torch.where(target >= ends[1], 1.0, x))
     out = torch.cat([colour, work[..., 3:]], dim=-1) if work.shape[-1] == 4 else colour
     return out.to(out_dtype, copy=True)
+
+
+def recorded_noise_sigma(metadata) -> float:
+    """The σ a transport file records under ``UNDO_CLIPPING_KEY`` (0 when absent), checked like an input."""
+    value = (metadata or {}).get(UNDO_CLIPPING_KEY, 0.0)
+    try:
+        return check_scalar(value, f"the transport file's {UNDO_CLIPPING_KEY}", 0.0, MAX_CLIPPED_SIGMA)
+    except TransportInputError as exc:
+        raise TransportInputError(f"{exc} Refit the transport, or pass --undo-noise-clipping to override it.") \
+            from None

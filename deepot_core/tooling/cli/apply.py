@@ -28,6 +28,9 @@ def add_parser(sub) -> None:
                         "under-renders)")
     p.add_argument("--plain", action="store_true",
                    help="the paper's plain blend of the decoded transport (no residual decode / detail band)")
+    p.add_argument("--undo-noise-clipping", type=float, default=None, metavar="SIGMA",
+                   help="undo the bias of clipped Gaussian noise of this σ (0..255) in each restored image first; "
+                        "default: the σ the transport file records (fit --undo-noise-clipping), else 0 = off")
     add_space_option(p, "Default: the space recorded in the transport file (pixel needs no weights).")
     p.add_argument("--recursive", action="store_true", help="also process subfolders (mirrored in --out)")
     p.add_argument("--overwrite", action="store_true", help="redo files that already exist in --out")
@@ -92,12 +95,16 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def run(args) -> int:
+    from ...validation import check_scalar
+    from ..clipped_noise import MAX_CLIPPED_SIGMA, recorded_noise_sigma, undo_noise_clipping
     from ..imageio import list_images, load_image, save_image
     from ..pipeline import PAPER_RECIPE, blend, full_recipe, transport_image
     from ...serialization import load_transport
 
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)
+    sigma = recorded_noise_sigma(transport.metadata) if args.undo_noise_clipping is None else \
+        check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_CLIPPED_SIGMA)
     recipe = PAPER_RECIPE if args.plain else full_recipe(
         paired=False, detail_sigma=args.detail_sigma,
         natural_slopes=None if args.no_natural_slope else DEFAULT_NATURAL_SLOPES)
@@ -112,8 +119,11 @@ def run(args) -> int:
     bar = ProgressBar("applying", enabled=not args.quiet)
     for i, (src, dst) in enumerate(todo):
         restored = load_image(src)
+        if sigma > 0:
+            restored = undo_noise_clipping(restored, sigma)
         moved, recon = transport_image(space, transport, restored)
         save_image(blend(restored, moved, recon, args.perception, recipe), dst)  # atomic: never half a file
         bar(i + 1, len(todo))
-    print(f"{len(todo)} written, {len(jobs) - len(todo)} already done, in {args.out}")
+    undone = f" (clipping bias of σ = {sigma:g} undone first)" if sigma > 0 else ""
+    print(f"{len(todo)} written, {len(jobs) - len(todo)} already done, in {args.out}{undone}")
     return 0

@@ -20,6 +20,10 @@ def add_parser(sub) -> None:
                    help="recolour the natural photos to the restored set's palette first (for unpaired sets)")
     p.add_argument("--zero-shot", action="store_true",
                    help="fit natural statistics only; each image is its own source at apply time")
+    p.add_argument("--undo-noise-clipping", type=float, default=0.0, metavar="SIGMA",
+                   help="σ (0..255) of clipped Gaussian noise the restorer was given: its bias is undone in the "
+                        "restored images first (Undo Noise Clipping) and σ is recorded in the file, so apply "
+                        "does the same; 0 = off")
     p.add_argument("--recursive", action="store_true", help="also read images in subfolders")
     p.add_argument("--overwrite", action="store_true", help="replace an existing transport file")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -36,6 +40,8 @@ def _images(folder: Path, recursive: bool, what: str):
 
 
 def run(args) -> int:
+    from ...validation import check_scalar
+    from ..clipped_noise import MAX_CLIPPED_SIGMA, UNDO_CLIPPING_KEY, undo_noise_clipping
     from ..pipeline import fit_transport
 
     if args.out.suffix != ".safetensors":
@@ -44,13 +50,17 @@ def run(args) -> int:
         raise CliError(f"{args.out} already exists; choose another name or add --overwrite.")
     if args.restored is None and (not args.zero_shot or args.harmonise):
         raise CliError("--restored is required (unless --zero-shot without --harmonise).")
+    sigma = check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_CLIPPED_SIGMA)
     space, space_name = space_for(args.vae)
     natural = _images(args.natural, args.recursive, "natural")
     restored = None if args.restored is None else _images(args.restored, args.recursive, "restored")
+    metadata = {"created_by": "python -m deepot_core fit"}
+    if sigma > 0:
+        restored = None if restored is None else [undo_noise_clipping(r, sigma) for r in restored]
+        metadata[UNDO_CLIPPING_KEY] = sigma
     transport = fit_transport(
         space, natural, restored, patch_size=args.patch_size, eps=args.eps, harmonise=args.harmonise,
-        zero_shot=args.zero_shot, space_name=space_name,
-        metadata={"created_by": "python -m deepot_core fit"},
+        zero_shot=args.zero_shot, space_name=space_name, metadata=metadata,
         progress=ProgressBar("encoding", enabled=not args.quiet))
     transport.save(args.out, overwrite=args.overwrite)
     print(transport.report())
