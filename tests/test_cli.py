@@ -48,7 +48,7 @@ def test_fit_info_apply_roundtrip(folders, capsys):
     assert code == 0 and transport.is_file()
     assert main(["info", str(transport)]) == 0
     info = capsys.readouterr().out
-    assert "space: pixel" in info and "3 channels" in info
+    assert "space: pixel" in info and "3 channels" in info and "clipping bias" not in info
     out = folders / "out"
     assert main(["apply", "--transport", str(transport), "--in", str(folders / "inputs"), "--out", str(out),
                  "--perception", "1", "--recursive", "--quiet"]) == 0
@@ -214,7 +214,7 @@ def test_undo_noise_clipping_is_recorded_at_fit_and_repeated_at_apply(folders, c
     to each input by default (perception 0 = the undone input), and an explicit 0 turns it off."""
     from deepot_core.tooling.clipped_noise import UNDO_CLIPPING_KEY, undo_noise_clipping
     code, transport = _fit(folders, "--undo-noise-clipping", "50")
-    assert code == 0
+    assert code == 0 and "clipping bias of noise σ = 50 was undone" in capsys.readouterr().out
     assert main(["info", str(transport), "--json"]) == 0
     assert f'"{UNDO_CLIPPING_KEY}": 50.0' in capsys.readouterr().out
     source = load_image(folders / "inputs" / "a.png")

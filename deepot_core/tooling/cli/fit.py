@@ -64,5 +64,8 @@ def run(args) -> int:
         progress=ProgressBar("encoding", enabled=not args.quiet))
     transport.save(args.out, overwrite=args.overwrite)
     print(transport.report())
+    if sigma > 0:
+        print(f"restored images: the clipping bias of noise σ = {sigma:g} was undone before fitting; recorded as "
+              f"{UNDO_CLIPPING_KEY}, so apply undoes it in every input too")
     print(f"wrote {args.out} (space {space_name})")
     return 0
