@@ -112,7 +112,7 @@ class Restorer:
         if self.task == "denoise50":
             out = [denoise_ffdnet(self.model, d, E.TASK_NOISE_SIGMA) for d in degraded]
             if self.undo_clipping:
-                out = [undo_noise_clipping(o.clamp(0.0, 1.0), E.TASK_NOISE_SIGMA) for o in out]
+                out = [undo_noise_clipping(o, E.TASK_NOISE_SIGMA) for o in out]
             return out
         return [super_resolve_carn(self.model, d, E.TASK_SR_SCALE) for d in degraded]
 

@@ -1,5 +1,6 @@
 """Undo Noise Clipping: the denoiser's output with the bias of clipped noise removed."""
-from ..deepot_core.tooling.clipped_noise import MAX_CLIPPED_SIGMA, undo_noise_clipping
+from ..deepot_core.tooling.clipped_noise import undo_noise_clipping
+from ..deepot_core.tooling.degrade import MAX_NOISE_SIGMA
 from .comfy_v3 import io
 from .common import CATEGORY
 from .guard import node_errors
@@ -21,7 +22,7 @@ class UndoNoiseClipping(io.ComfyNode):
                          "images through."),
             inputs=[
                 io.Image.Input("images", tooltip="The denoiser's output."),
-                io.Float.Input("noise_sigma", default=25.0, min=0.0, max=MAX_CLIPPED_SIGMA, step=0.5,
+                io.Float.Input("noise_sigma", default=25.0, min=0.0, max=MAX_NOISE_SIGMA, step=0.5,
                                tooltip="σ of the Gaussian noise that was clipped, on the 0..255 scale (Degrade "
                                        "Image's noise_sigma); 0 = off."),
             ],

@@ -18,9 +18,8 @@ import torch
 from ..errors import TransportInputError
 from ..image_ops import check_image
 from ..validation import check_scalar
+from .degrade import MAX_NOISE_SIGMA
 
-#: Largest noise σ on the 0..255 scale (as Degrade Image).
-MAX_CLIPPED_SIGMA = 255.0
 #: Transport-file metadata key of the σ whose clipping bias was undone in the restored images at fit time, so
 #: that the command line's ``apply`` treats new restored images the same way (absent: none was undone).
 UNDO_CLIPPING_KEY = "undo_noise_clipping_sigma"
@@ -33,18 +32,19 @@ def clipped_noise_mean(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """g(x) = E[clip(x + n, 0, 1)] for n ~ N(0, σ²), σ on the 0..1 scale, elementwise."""
     if sigma <= 0:
         return x.clamp(0.0, 1.0)
-    low, high = -x / sigma, (1.0 - x) / sigma
-    cdf_low, cdf_high = torch.special.ndtr(low), torch.special.ndtr(high)
-    return x * (cdf_high - cdf_low) + sigma * (_pdf(low) - _pdf(high)) + (1.0 - cdf_high)
+    return _mean_and_slope(x, sigma)[0]
 
 
 def _pdf(t: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * t * t) * 0.3989422804014327  # 1/√(2π)
 
 
-def _slope(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """g'(x) = P(0 < x + n < 1)."""
-    return torch.special.ndtr((1.0 - x) / sigma) - torch.special.ndtr(-x / sigma)
+def _mean_and_slope(x: torch.Tensor, sigma: float):
+    """g(x) and g'(x) = P(0 < x + n < 1), from one evaluation of the two normal CDFs."""
+    low, high = -x / sigma, (1.0 - x) / sigma
+    cdf_low, cdf_high = torch.special.ndtr(low), torch.special.ndtr(high)
+    slope = cdf_high - cdf_low
+    return x * slope + sigma * (_pdf(low) - _pdf(high)) + (1.0 - cdf_high), slope
 
 
 def undo_noise_clipping(images: torch.Tensor, noise_sigma: float) -> torch.Tensor:
@@ -54,7 +54,7 @@ def undo_noise_clipping(images: torch.Tensor, noise_sigma: float) -> torch.Tenso
     the images' device in float32 (float64 stays float64) and returns their dtype.
     """
     images = check_image(images, "images")
-    noise_sigma = check_scalar(noise_sigma, "noise_sigma", 0.0, MAX_CLIPPED_SIGMA)
+    noise_sigma = check_scalar(noise_sigma, "noise_sigma", 0.0, MAX_NOISE_SIGMA)
     out_dtype = images.dtype
     work = images.to(torch.float64 if images.dtype == torch.float64 else torch.float32)
     colour = work[..., :3] if work.shape[-1] == 4 else work
@@ -64,10 +64,11 @@ def undo_noise_clipping(images: torch.Tensor, noise_sigma: float) -> torch.Tenso
         low, high = torch.zeros_like(target), torch.ones_like(target)
         x = target.clone()
         for _ in range(NEWTON_STEPS):
-            residual = clipped_noise_mean(x, sigma) - target
+            mean, slope = _mean_and_slope(x, sigma)
+            residual = mean - target
             below = residual < 0
             low, high = torch.where(below, x, low), torch.where(below, high, x)
-            step = x - residual / _slope(x, sigma)
+            step = x - residual / slope
             inside = (step >= low) & (step <= high)
             x = torch.where(inside, step, 0.5 * (low + high))
         ends = clipped_noise_mean(torch.tensor([0.0, 1.0], dtype=x.dtype, device=x.device), sigma)
@@ -80,7 +81,7 @@ def recorded_noise_sigma(metadata) -> float:
     """The σ a transport file records under ``UNDO_CLIPPING_KEY`` (0 when absent), checked like an input."""
     value = (metadata or {}).get(UNDO_CLIPPING_KEY, 0.0)
     try:
-        return check_scalar(value, f"the transport file's {UNDO_CLIPPING_KEY}", 0.0, MAX_CLIPPED_SIGMA)
+        return check_scalar(value, f"the transport file's {UNDO_CLIPPING_KEY}", 0.0, MAX_NOISE_SIGMA)
     except TransportInputError as exc:
         raise TransportInputError(f"{exc} Refit the transport, or pass --undo-noise-clipping to override it.") \
             from None

@@ -96,7 +96,8 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def run(args) -> int:
     from ...validation import check_scalar
-    from ..clipped_noise import MAX_CLIPPED_SIGMA, recorded_noise_sigma, undo_noise_clipping
+    from ..clipped_noise import recorded_noise_sigma, undo_noise_clipping
+    from ..degrade import MAX_NOISE_SIGMA
     from ..imageio import list_images, load_image, save_image
     from ..pipeline import PAPER_RECIPE, blend, full_recipe, transport_image
     from ...serialization import load_transport
@@ -104,7 +105,7 @@ def run(args) -> int:
     transport = load_transport(args.transport)
     space, _ = _space_for_transport(args.vae, transport)
     sigma = recorded_noise_sigma(transport.metadata) if args.undo_noise_clipping is None else \
-        check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_CLIPPED_SIGMA)
+        check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_NOISE_SIGMA)
     recipe = PAPER_RECIPE if args.plain else full_recipe(
         paired=False, detail_sigma=args.detail_sigma,
         natural_slopes=None if args.no_natural_slope else DEFAULT_NATURAL_SLOPES)

@@ -41,7 +41,8 @@ def _images(folder: Path, recursive: bool, what: str):
 
 def run(args) -> int:
     from ...validation import check_scalar
-    from ..clipped_noise import MAX_CLIPPED_SIGMA, UNDO_CLIPPING_KEY, undo_noise_clipping
+    from ..clipped_noise import UNDO_CLIPPING_KEY, undo_noise_clipping
+    from ..degrade import MAX_NOISE_SIGMA
     from ..pipeline import fit_transport
 
     if args.out.suffix != ".safetensors":
@@ -50,7 +51,7 @@ def run(args) -> int:
         raise CliError(f"{args.out} already exists; choose another name or add --overwrite.")
     if args.restored is None and (not args.zero_shot or args.harmonise):
         raise CliError("--restored is required (unless --zero-shot without --harmonise).")
-    sigma = check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_CLIPPED_SIGMA)
+    sigma = check_scalar(args.undo_noise_clipping, "--undo-noise-clipping", 0.0, MAX_NOISE_SIGMA)
     space, space_name = space_for(args.vae)
     natural = _images(args.natural, args.recursive, "natural")
     restored = None if args.restored is None else _images(args.restored, args.recursive, "restored")
