@@ -9,7 +9,8 @@ noise, in three runs: clipped with FFDNet as is, clipped with the bias undone
 (``undo_noise_clipping``, pd_curve's default denoiser), and not clipped:
 
 1. the restored images' energy per Laplacian-pyramid level, as a fraction of the clean photos'
-   (an MMSE denoiser at σ = 50 keeps about all of the coarse levels, where the noise is weak);
+   (an MMSE denoiser at σ = 50 keeps about all of the coarse levels, where the noise is weak),
+   and PSNR, for FFDNet's three runs and for KAIR's DnCNN on the clipped noise, as is and undone;
 2. the unpaired full recipe (12 fit / 12 held-apart CBSD68 crops, 12 Kodak24 photos) at
    perceptions 0.5, 0.75 and 1 in each ``--vae`` space, against each run's own restored images,
    with the issue-10 denoising targets on all crops and on each half.
@@ -31,6 +32,7 @@ if __package__ in (None, ""):
 
 from benchmarks.pd_curve import (DEFAULT_DATA, SET_NAMES, SPACE_TARGETS, SPACES, Restorer, load_set,  # noqa: E402
                                  run_protocol, space_spec)
+from benchmarks.restorers import denoise_dncnn, load_dncnn  # noqa: E402
 from deepot_core.pyramid import laplacian_pyramid_bchw  # noqa: E402
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import pipeline as P  # noqa: E402
@@ -86,13 +88,19 @@ def main(argv=None) -> int:
             test = [r.clone() for r in restore(noisy(test_clean, 2, clip))]
         runs["clipped" if clip else "unclipped"] = (fit, test)
         if clip:
-            undo = lambda xs: [undo_noise_clipping(x.clamp(0.0, 1.0), E.TASK_NOISE_SIGMA) for x in xs]  # noqa: E731
+            undo = lambda xs: [undo_noise_clipping(x, E.TASK_NOISE_SIGMA) for x in xs]  # noqa: E731
             runs["clipped, bias undone"] = (undo(fit), undo(test))
+    # KAIR's colour DnCNN (the example workflows' denoiser) on the same clipped noise: the energy table only
+    dncnn = load_dncnn(args.data / "restorers" / "dncnn_color_blind_kair" / "dncnn_color_blind.pth")
+    with torch.inference_mode():
+        dn = [denoise_dncnn(dncnn, x).clamp(0.0, 1.0) for x in noisy(test_clean, 2, clip=True)]
+    tables = {**{f"FFDNet, {name}": run[1] for name, run in runs.items()}, "DnCNN, clipped": dn,
+              "DnCNN, clipped, bias undone": [undo_noise_clipping(x, E.TASK_NOISE_SIGMA) for x in dn]}
     clean_e = level_energies(test_clean)
-    print("Restored / clean energy per Laplacian level (finest first; 12 held-apart CBSD68 crops, FFDNet σ = 50)\n")
-    print("| noise | PSNR (dB) | " + " | ".join(f"L{k}" for k in range(LEVELS)) + " |")
+    print("Restored / clean energy per Laplacian level (finest first; 12 held-apart CBSD68 crops, σ = 50)\n")
+    print("| denoiser, noise | PSNR (dB) | " + " | ".join(f"L{k}" for k in range(LEVELS)) + " |")
     print("|---|---|" + "---|" * LEVELS)
-    for name, (_, test) in runs.items():
+    for name, test in tables.items():
         ratio = level_energies(test) / clean_e
         db = float(torch.cat([psnr(a[..., :3], b[..., :3]) for a, b in zip(test, test_clean)]).double().mean())
         print(f"| {name} | {db:.2f} | " + " | ".join(f"{v:.2f}" for v in ratio.tolist()) + " |")
