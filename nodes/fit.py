@@ -32,9 +32,23 @@ def palette_hint(transport: LatentTransport) -> str:
     gap = palette_gap(transport.source, transport.target)
     channel = int(gap.argmax())
     line = f"colour gap: latent channel means differ by up to {float(gap[channel]):.2f} natural std (channel {channel})"
-    if float(gap[channel]) > PALETTE_GAP_ADVICE:
-        return line + " — large: run Harmonise Colours on the natural images before VAE Encode"
-    return line + " — small: no need to harmonise colours"
+    if float(gap[channel]) <= PALETTE_GAP_ADVICE:
+        return line + " — small: no need to harmonise colours"
+    if looks_paired(transport):
+        return line + (" — large. Both sets hold the same number of patches, as calibration pairs do. If the "
+                       "natural photos are the clean originals of the restored images, this gap is the "
+                       "restorer's own colour shift (for noisy inputs, Undo Noise Clipping removes the usual "
+                       "one): do not harmonise pairs. If they are two different collections, run Harmonise "
+                       "Colours on the natural images before VAE Encode")
+    return line + " — large: run Harmonise Colours on the natural images before VAE Encode"
+
+
+def looks_paired(transport: LatentTransport) -> bool:
+    """Equal patch counts in both sets: what calibration pairs (clean photos and their restorations) give.
+
+    Harmonising pairs would copy the restorer's colour error onto the clean photos, so the advice differs.
+    """
+    return transport.source is not None and transport.source.count == transport.target.count
 
 
 def _check_previous(previous, patch_size: int) -> None:

@@ -105,10 +105,15 @@ def test_zero_shot_fit_without_restored(pair):
 
 def test_fit_reports_a_palette_gap_and_advises_harmonising(pair):
     natural, restored = pair
-    shifted = {"samples": restored["samples"] + torch.tensor([2.0, 0, 0, 0]).view(1, 4, 1, 1)}
+    shift = torch.tensor([2.0, 0, 0, 0]).view(1, 4, 1, 1)
     _, near = run_node(FIT, natural=natural, restored=restored)
-    _, far = run_node(FIT, natural=natural, restored=shifted)
-    assert "Harmonise Colours" in far and "no need to harmonise" in near
+    assert "no need to harmonise" in near
+    # two collections (different patch counts): harmonise, and nothing about pairs
+    _, far = run_node(FIT, natural=natural, restored={"samples": restored["samples"][:1] + shift})
+    assert "run Harmonise Colours" in far and "pairs" not in far
+    # the same number of patches, as calibration pairs give: the gap may be the restorer's, so no blanket advice
+    _, paired = run_node(FIT, natural=natural, restored={"samples": restored["samples"] + shift})
+    assert "do not harmonise pairs" in paired and "two different collections" in paired
 
 
 def test_previous_transport_accumulates_statistics(pair):
