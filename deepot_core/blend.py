@@ -29,15 +29,23 @@ where photos hold 3.6×), so its perception 1 stopped short. Three photos in fou
 CBSD68 1.20); where the full band leaves the output below that, its gain is raised until the
 floor is reached, at most ``NATURAL_FLOOR_MAX_GAIN`` (2×). Between floor and cap the band is
 left as decoded.
+
+Natural marginal (``natural_marginal``, on by default with residual decode): energy per level fixes how much detail
+there is, not its shape. A denoised image stays flat where the photo had fine texture, and its transported decode
+keeps its finest level far more peaked than a photo's. The finest level of restored + band is given the
+generalised-Gaussian marginal photos share (``natural_marginal.match_marginal``: rank map, energy kept), the
+change is kept to that level, and it joins the band, so perception scales it and perception 0 is still the
+restored image.
 """
 from typing import List, Optional, Sequence
 
 import torch
 
-from .constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
-                        NATURAL_FLOOR_MAX_GAIN, STRENGTH_MAX, STRENGTH_MIN)
+from .constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_MARGINAL,
+                        DEFAULT_NATURAL_SLOPES, NATURAL_FLOOR_MAX_GAIN, STRENGTH_MAX, STRENGTH_MIN)
 from .errors import TransportInputError
 from .image_ops import check_image, gaussian_blur, match_batches, match_sizes, split_alpha
+from .natural_marginal import SHAPE_RANGE, match_marginal
 from .pyramid import collapse, laplacian_pyramid_bchw
 from .validation import check_scalar
 
@@ -144,12 +152,31 @@ def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence
     return collapse(bands).permute(0, 2, 3, 1)
 
 
-def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors):
+def _check_marginal(shape) -> Optional[float]:
+    if shape is None:
+        return None
+    return check_scalar(shape, "natural_marginal", *SHAPE_RANGE)
+
+
+def _natural_marginal_band(base: torch.Tensor, band: torch.Tensor, shape: float) -> torch.Tensor:
+    """``band`` plus the change that gives the finest pyramid level of ``base + band`` the photos' marginal
+    (IMAGE layout in and out); that change is itself kept to the finest level, so coarser levels stay."""
+    if min(base.shape[1:3]) < 2:
+        return band
+    full = (base + band).permute(0, 3, 1, 2)
+    finest = laplacian_pyramid_bchw(full, 1)[0]
+    change = laplacian_pyramid_bchw(match_marginal(finest, shape) - finest, 1)[0]
+    return band + change.permute(0, 2, 3, 1)
+
+
+def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
+                natural_marginal=DEFAULT_NATURAL_MARGINAL):
     """(base, alpha, step) with out = clip(base + p·step): everything that does not depend on the perception, so a
     sweep checks, crops, blurs and caps once, not once per value."""
     detail_sigma = check_scalar(detail_sigma, "detail_sigma", 0.0, MAX_DETAIL_SIGMA)
     slopes = _check_slopes(natural_slopes)
     floors = _check_floors(natural_floors, slopes) if slopes else []
+    marginal = _check_marginal(natural_marginal)
     images = [check_image(restored, "restored"), check_image(transported, "transported")]
     names = ["restored", "transported"]
     if reconstructed is not None:
@@ -168,6 +195,8 @@ def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slop
         delta = delta - gaussian_blur(delta, detail_sigma)
     if slopes:
         delta = _natural_slope_band(base, delta, slopes, floors)
+    if marginal is not None:
+        delta = _natural_marginal_band(base, delta, marginal)
     return base, alpha, delta
 
 
@@ -180,26 +209,30 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
              reconstructed: Optional[torch.Tensor] = None,
              detail_sigma: float = DEFAULT_DETAIL_SIGMA,
              natural_slopes: Optional[Sequence[float]] = DEFAULT_NATURAL_SLOPES,
-             natural_floors: Optional[Sequence[float]] = DEFAULT_NATURAL_FLOORS) -> torch.Tensor:
+             natural_floors: Optional[Sequence[float]] = DEFAULT_NATURAL_FLOORS,
+             natural_marginal: Optional[float] = DEFAULT_NATURAL_MARGINAL) -> torch.Tensor:
     """Pick a point on the perception–distortion curve; IMAGE tensors [B,H,W,C] in, IMAGE out.
 
     ``perception`` 0 returns the restored image, 1 the full transport, −1..2
     allowed. Sizes are centre-cropped to the smallest, batch 1 broadcasts
     against N, grey and RGBA are accepted (the restored image's alpha is kept).
-    ``detail_sigma``, ``natural_slopes`` (the per-level cap) and ``natural_floors``
-    (the per-level floor) only act with ``reconstructed`` (σ 0 turns the band off;
-    slopes None turn cap and floor off, floors None only the floor).
+    ``detail_sigma``, ``natural_slopes`` (the per-level cap), ``natural_floors``
+    (the per-level floor) and ``natural_marginal`` (the shape of the finest level's
+    marginal) only act with ``reconstructed`` (σ 0 turns the band off; slopes None
+    turn cap and floor off, floors None only the floor, marginal None the marginal).
     """
     perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
-    return _at(*_blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors),
-               perception)
+    return _at(*_blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
+                            natural_marginal), perception)
 
 
 def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigma=DEFAULT_DETAIL_SIGMA,
-             natural_slopes=DEFAULT_NATURAL_SLOPES, natural_floors=DEFAULT_NATURAL_FLOORS):
+             natural_slopes=DEFAULT_NATURAL_SLOPES, natural_floors=DEFAULT_NATURAL_FLOORS,
+             natural_marginal=DEFAULT_NATURAL_MARGINAL):
     """``pd_blend`` at several perceptions, concatenated along the batch (perception-major)."""
     if len(perceptions) == 0:
         raise TransportInputError("give at least one perception value.")
     values = [check_scalar(p, "perception", STRENGTH_MIN, STRENGTH_MAX) for p in perceptions]
-    parts = _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors)
+    parts = _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
+                        natural_marginal)
     return torch.cat([_at(*parts, p) for p in values])

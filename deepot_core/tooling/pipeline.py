@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from ..blend import pd_blend, pd_sweep
 from ..colour import colour_gap, harmonise_colours
-from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
-                         DEFAULT_PATCH_SIZE)
+from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_MARGINAL,
+                         DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE)
 from ..errors import TransportInputError
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
@@ -40,14 +40,16 @@ DEFAULT_PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 @dataclass(frozen=True)
 class Recipe:
-    """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ, and the
-    per-level natural-slope cap and floor on that band (slopes None: both off; floors None: the cap alone)."""
+    """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ, the
+    per-level natural-slope cap and floor on that band (slopes None: both off; floors None: the cap alone), and
+    the natural marginal of its finest level (None: off)."""
     name: str
     harmonise: bool
     residual: bool
     detail_sigma: float
     natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES
     natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS
+    natural_marginal: Optional[float] = DEFAULT_NATURAL_MARGINAL
 
 
 PAPER_RECIPE = Recipe("paper", harmonise=False, residual=False, detail_sigma=0.0)
@@ -56,10 +58,11 @@ FULL_RECIPE = Recipe("full", harmonise=True, residual=True, detail_sigma=DEFAULT
 
 def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
                 natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES,
-                natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS) -> Recipe:
+                natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS,
+                natural_marginal: Optional[float] = DEFAULT_NATURAL_MARGINAL) -> Recipe:
     """The full recipe for calibration pairs (no harmonising) or for unpaired natural photos."""
     return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma,
-                  natural_slopes=natural_slopes, natural_floors=natural_floors)
+                  natural_slopes=natural_slopes, natural_floors=natural_floors, natural_marginal=natural_marginal)
 
 
 # ---------------------------------------------------------------------------- encode / decode
@@ -145,7 +148,8 @@ def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torc
     if recipe.residual:
         return pd_blend(restored, transported, perception, reconstructed=reconstructed,
                         detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
-                       natural_floors=recipe.natural_floors)
+                       natural_floors=recipe.natural_floors,
+                        natural_marginal=recipe.natural_marginal)
     return pd_blend(restored, transported, perception)
 
 
@@ -156,7 +160,8 @@ def blend_sweep(restored: torch.Tensor, transported: torch.Tensor, reconstructed
     if recipe.residual:
         out = pd_sweep(restored, transported, perceptions, reconstructed=reconstructed,
                        detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
-                       natural_floors=recipe.natural_floors)
+                       natural_floors=recipe.natural_floors,
+                        natural_marginal=recipe.natural_marginal)
     else:
         out = pd_sweep(restored, transported, perceptions)
     return list(out.chunk(len(perceptions)))
