@@ -1,4 +1,4 @@
-"""Core speed and memory: our fit/apply against the float64 unfold reference and POT (prints tables).
+"""Core speed and memory: our fit/apply against the float64 unfold reference and POT, and PD Blend (prints tables).
 
     python benchmarks/bench_core.py                 # 2-core CPU, about 5 minutes
     python benchmarks/bench_core.py --quick         # smaller grid, a minute
@@ -8,7 +8,8 @@ Reference (a) is the DOT reference code's literal form in float64: unfold every
 patch, mean and covariance by matmul, the same closed-form A, then
 unfold → matmul → fold → divide by the overlap count. Reference (b) is POT's
 ``ot.da.LinearTransport`` (fit + transform) at p = 1, where the patch map is a
-per-pixel map. Not a test: numbers depend on the machine.
+per-pixel map. PD Blend is timed with residual decode, with and without its natural marginal
+(one sort of the finest level per image). Not a test: numbers depend on the machine.
 """
 import argparse
 import math
@@ -23,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from deepot_core import LatentTransport, PatchStatistics  # noqa: E402
+from deepot_core import LatentTransport, PatchStatistics, pd_blend  # noqa: E402
 from deepot_core.gaussian_ot import transport_matrix  # noqa: E402
 from deepot_core.patch_apply import apply_unfold_reference  # noqa: E402
 
@@ -281,6 +282,21 @@ def headline_cuda(device, repeats=200):
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12))
 
 
+def blend_timings(device, repeats, sizes=(512, 1024, 2048)):
+    """PD Blend (residual decode, default detail band, slopes and floor) on one RGB image per size."""
+    print("\n| PD Blend, one RGB image (ms) | default | without the natural marginal |")
+    print("|---|---|---|")
+    for size in sizes:
+        g = torch.Generator().manual_seed(size)
+        restored, moved, recon = (torch.rand(1, size, size, 3, generator=g).to(device) for _ in range(3))
+        cells = []
+        for marginal in ("default", None):
+            kwargs = {} if marginal == "default" else {"natural_marginal": None}
+            cells.append(fmt_ms(timed(lambda: pd_blend(restored, moved, 1.0, reconstructed=recon, **kwargs),
+                                      device, repeats)))
+        print(f"| {size}² | {cells[0]} | {cells[1]} |")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
@@ -304,6 +320,7 @@ def main():
     start = time.perf_counter()
     run_grid(device, QUICK_SIZES if args.quick else SIZES, repeats, pot)
     memory_probe(device)
+    blend_timings(device, max(1, repeats // 2), (512, 1024) if args.quick else (512, 1024, 2048))
     if device.type == "cuda":
         headline_cuda(device)
     print(f"\n(total {time.perf_counter() - start:.0f} s)")
