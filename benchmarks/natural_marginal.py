@@ -1,4 +1,4 @@
-"""Where PD Blend's natural marginal (``DEFAULT_NATURAL_MARGINAL``, β = 0.63) comes from.
+"""Where PD Blend's natural marginal (``NATURAL_MARGINAL_SHAPE``, β = 0.63) comes from.
 
 For every photo collection under ``--data``/images, the finest Laplacian level of each image is normalised by
 its RMS; the table pools those coefficients per set and gives their kurtosis, the generalised-Gaussian shape with
@@ -17,7 +17,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.pd_curve import DEFAULT_DATA  # noqa: E402
-from deepot_core.constants import DEFAULT_NATURAL_MARGINAL  # noqa: E402
+from deepot_core.constants import NATURAL_MARGINAL_SHAPE  # noqa: E402
 from deepot_core.natural_marginal import generalised_gaussian_kurtosis, shape_for_kurtosis  # noqa: E402
 from deepot_core.pyramid import laplacian_pyramid_bchw  # noqa: E402
 from deepot_core.tooling.imageio import list_images, load_image  # noqa: E402
@@ -63,8 +63,8 @@ def main(argv=None) -> int:
         everything.append(values)
         print(row(collection.name, values))
     print(row("all photos", torch.cat(everything)))
-    default = DEFAULT_NATURAL_MARGINAL
-    print(f"\nthe default shape {default} has kurtosis {generalised_gaussian_kurtosis(default):.1f}")
+    default = NATURAL_MARGINAL_SHAPE
+    print(f"\nNATURAL_MARGINAL_SHAPE {default} has kurtosis {generalised_gaussian_kurtosis(default):.1f}")
     return 0
 
 

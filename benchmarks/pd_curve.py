@@ -23,12 +23,15 @@ not, on all held-apart crops and on each half) and ``pd_spaces.png``.
 
     python benchmarks/pd_curve.py --out bench_out
     python benchmarks/pd_curve.py --vae all --protocols unpaired --no-niqe --ssim none --out bench_out
+
+``--natural-marginal`` runs the full recipe with PD Blend's natural marginal (docs/natural_marginal.md).
 """
 import argparse
 import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -37,6 +40,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from deepot_core.constants import NATURAL_MARGINAL_SHAPE  # noqa: E402
 from deepot_core.tooling import pipeline as P  # noqa: E402
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import spaces as S  # noqa: E402
@@ -175,7 +179,8 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
         if protocol == "zeroshot" and recipe.name == "paper":
             continue
         if recipe.name == "full":  # harmonise only natural photos of another collection
-            recipe = P.full_recipe(paired=protocol == "calibration", detail_sigma=recipe.detail_sigma)
+            recipe = P.full_recipe(paired=protocol == "calibration", detail_sigma=recipe.detail_sigma,
+                                   natural_marginal=recipe.natural_marginal)
         t0 = time.time()
         transport = P.fit_transport(space, natural, fit_restored, harmonise=recipe.harmonise,
                                     zero_shot=protocol == "zeroshot", space_name=space_name)
@@ -188,7 +193,7 @@ def run_protocol(space, space_name, protocol, fit_restored, fit_clean, other, te
             for sigma in sigma_probe:
                 if sigma == recipe.detail_sigma:
                     continue
-                probe = P.Recipe(recipe.name, recipe.harmonise, True, sigma)
+                probe = P.Recipe(recipe.name, recipe.harmonise, True, sigma, natural_marginal=recipe.natural_marginal)
                 outputs = [P.blend(r, m, c, 1.0, probe) for r, (m, c) in zip(test_restored, moved)]
                 rows.append(_row(recipe.name, 1.0, measure(outputs, 1.0), mmse,
                                  extra=f" σ={sigma:g}"))
@@ -492,6 +497,9 @@ def main(argv=None) -> int:
     parser.add_argument("--keep-clipping-bias", action="store_true",
                         help="use FFDNet's output as is; by default the bias that the clipped noise leaves in it is "
                              "undone (deepot_core.tooling.clipped_noise)")
+    parser.add_argument("--natural-marginal", action="store_true",
+                        help="the full recipe with PD Blend's natural marginal (an option, off by default; "
+                             "docs/natural_marginal.md)")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"development data not found at {args.data}; pass --data", file=sys.stderr)
@@ -502,6 +510,8 @@ def main(argv=None) -> int:
     options = dict(tasks=args.tasks, protocols=args.protocols, n_fit=args.n_fit, n_test=args.n_test,
                    crop=args.crop, niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim],
                    undo_clipping=not args.keep_clipping_bias)
+    if args.natural_marginal:
+        options["recipes"] = [P.PAPER_RECIPE, replace(P.FULL_RECIPE, natural_marginal=NATURAL_MARGINAL_SHAPE)]
     args.out.mkdir(parents=True, exist_ok=True)
     if len(vaes) > 1:
         spaces = run_spaces(args.data, vaes, **options)

@@ -6,7 +6,7 @@ A pure torch + numpy + safetensors library (it never imports ComfyUI):
 - ``LatentTransport``: the closed-form Gaussian W2 map between two such sets,
   applied to every patch and folded back; zero-shot when the source is None.
 - ``pd_blend``: the perception–distortion blend, with residual decode and detail band, the band's
-  per-level natural slope and the natural marginal of its finest level (``natural_marginal``).
+  per-level natural slope (and, as an option, the natural marginal of its finest level).
 - ``harmonise_colours``: recolour natural photos to the restored set's palette before encoding.
 """
 __version__ = "0.1.0"

@@ -36,8 +36,9 @@ NATURAL_FLOOR_MAX_GAIN = 2.0
 
 #: Shape β of the generalised Gaussian that photos' finest Laplacian level follows, per image RMS-normalised: all
 #: of CBSD68, Kodak24 and Set14 pooled (kurtosis 14.1; alone 0.66 / 0.58 / 0.63; benchmarks/natural_marginal.py).
-#: PD Blend gives the detail it adds this marginal (blend.py); None turns that off.
-DEFAULT_NATURAL_MARGINAL = 0.63
+#: PD Blend can give the detail it adds this marginal (``natural_marginal``, blend.py). Off by default: it brings
+#: SWD down in every space but makes NIQE worse (docs/natural_marginal.md).
+NATURAL_MARGINAL_SHAPE = 0.63
 
 #: Version of the .safetensors transport file layout; bump on incompatible change.
 FILE_FORMAT_VERSION = 1

@@ -38,9 +38,7 @@ class PDBlend(io.ComfyNode):
                          "'reconstructed' (the decode of the untransported latent) to add only the transport's "
                          "change and skip the VAE's own error; that change's fine pyramid levels are kept within "
                          "the natural slope of photos (capped where a VAE over-renders, raised where it "
-                         "under-renders), so perception 1 neither overshoots nor stops short, and its finest detail "
-                         "gets the distribution photos share, so flat areas a denoiser left get their fine texture "
-                         "back. A list in "
+                         "under-renders), so perception 1 neither overshoots nor stops short. A list in "
                          "'perceptions' gives one image per value "
                          "and previews them on the node as a labelled sheet (one row per image)."),
             inputs=[

@@ -4,9 +4,6 @@ import torch
 
 from deepot_core import TransportInputError, pd_blend, pd_sweep
 
-#: The band as decoded: no natural-slope cap or floor, no natural marginal (the plain residual formulas).
-AS_DECODED = dict(natural_slopes=None, natural_marginal=None)
-
 
 def image(b=2, h=16, w=20, c=3, seed=0):
     return torch.rand(b, h, w, c, generator=torch.Generator().manual_seed(seed))
@@ -47,15 +44,15 @@ def test_alpha_kept_and_grey_accepted():
 def test_residual_decode_and_detail_band():
     r, t, rec = image(seed=7), image(seed=8), image(seed=9)
     assert torch.equal(pd_blend(r, t, 0.0, reconstructed=rec), r)
-    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.0, **AS_DECODED),
+    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.0, natural_slopes=None),
                                (r + t - rec).clamp(0, 1))
     # a purely low-frequency (constant) change is removed by the detail band: colours stay the restored ones
     r = 0.2 + 0.6 * image(seed=10)
     shifted = (rec + 0.1).clamp(0, 1)
     flat = rec.clone().fill_(0.5)
-    out = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=2.0, **AS_DECODED)
+    out = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=2.0, natural_slopes=None)
     torch.testing.assert_close(out, r, rtol=0, atol=1e-5)
-    out_nb = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=0.0, **AS_DECODED)
+    out_nb = pd_blend(r, flat + 0.1, 1.0, reconstructed=flat, detail_sigma=0.0, natural_slopes=None)
     torch.testing.assert_close(out_nb, (r + 0.1).clamp(0, 1))
     assert shifted.shape == r.shape
     # the band itself, against SciPy's Gaussian (mirror borders = torch's "reflect", 3σ radius)
@@ -65,7 +62,7 @@ def test_residual_decode_and_detail_band():
     delta = (t - rec).double().numpy()
     band = delta - gaussian_filter(delta, sigma=(0, 2.0, 2.0, 0), mode="mirror", truncate=3.0)
     expected = (r.double() + 0.7 * torch.from_numpy(band)).clamp(0, 1).float()
-    out = pd_blend(r, t, 0.7, reconstructed=rec, detail_sigma=2.0, **AS_DECODED)
+    out = pd_blend(r, t, 0.7, reconstructed=rec, detail_sigma=2.0, natural_slopes=None)
     torch.testing.assert_close(out, expected, rtol=0, atol=1e-5)
     assert float((out - r).abs().mean()) > 0.05  # the band adds detail, not nothing
 
@@ -120,11 +117,11 @@ def test_narrow_detail_band_and_sweep_with_reconstruction():
     delta = (t - rec).double().numpy()
     band = delta - gaussian_filter(delta, sigma=(0, 0.5, 0.5, 0), mode="mirror", truncate=3.0)
     expected = (r.double() + torch.from_numpy(band)).clamp(0, 1).float()
-    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.5, **AS_DECODED), expected,
+    torch.testing.assert_close(pd_blend(r, t, 1.0, reconstructed=rec, detail_sigma=0.5, natural_slopes=None), expected,
                                rtol=0, atol=1e-5)  # σ below one pixel is a band too
-    sweep = pd_sweep(r, t, [1.0, 0.25], reconstructed=rec, detail_sigma=0.5, **AS_DECODED)
+    sweep = pd_sweep(r, t, [1.0, 0.25], reconstructed=rec, detail_sigma=0.5, natural_slopes=None)
     torch.testing.assert_close(sweep[:2], expected)
-    torch.testing.assert_close(sweep[2:], pd_blend(r, t, 0.25, reconstructed=rec, detail_sigma=0.5, **AS_DECODED))
+    torch.testing.assert_close(sweep[2:], pd_blend(r, t, 0.25, reconstructed=rec, detail_sigma=0.5, natural_slopes=None))
     capped = pd_sweep(r, t, [1.0, 0.25], reconstructed=rec, detail_sigma=0.5)  # the cap travels with the sweep
     torch.testing.assert_close(capped[2:], pd_blend(r, t, 0.25, reconstructed=rec, detail_sigma=0.5))
 

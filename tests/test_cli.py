@@ -247,10 +247,10 @@ def test_fit_refuses_a_bad_noise_sigma_before_any_work(folders, capsys):
     assert "--undo-noise-clipping must be in 0.0..255.0" in err and not (folders / "t.safetensors").exists()
 
 
-def test_apply_gives_the_detail_the_natural_marginal_unless_told_not_to(folders, capsys):
+def test_apply_gives_the_detail_the_natural_marginal_when_asked(folders, capsys):
     outputs = {}
-    for extra in ((), ("--no-natural-marginal",)):
+    for extra in ((), ("--natural-marginal",)):
         out = folders / f"out{len(extra)}"
         assert main(_apply(folders, out, *extra)) == 0
         outputs[extra] = load_image(out / "a.png")
-    assert (outputs[()] - outputs[("--no-natural-marginal",)]).abs().max() > 1 / 255
+    assert (outputs[()] - outputs[("--natural-marginal",)]).abs().max() > 1 / 255

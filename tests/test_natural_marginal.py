@@ -1,4 +1,4 @@
-"""PD Blend's natural marginal (issue 10): the finest detail gets the distribution photos share.
+"""PD Blend's natural marginal (issue 10; an option, off by default): the finest detail gets the photos' shape.
 
 The prior is checked against sampling, the rank map by its invariants (sign, order, energy) over any
 sizes, and the blend on a fixture that stands in for a denoiser: the photos' fine detail is sparse and
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepot_core import TransportInputError, pd_blend
-from deepot_core.constants import DEFAULT_NATURAL_MARGINAL
+from deepot_core.constants import NATURAL_MARGINAL_SHAPE
 from deepot_core.natural_marginal import (QUANTILE_POINTS, SHAPE_RANGE, _abs_quantiles,
                                           generalised_gaussian_kurtosis, match_marginal, shape_for_kurtosis)
 from deepot_core.pyramid import laplacian_pyramid_bchw
@@ -25,7 +25,8 @@ from test_natural_slope import PERCEPTIONS
 def sample_generalised_gaussian(shape, n, seed, scale=1.0):
     """Unit-variance generalised-Gaussian samples (times ``scale``): |x|^β/s^β is Gamma(1/β)."""
     g = torch.Generator().manual_seed(seed)
-    gamma = torch.distributions.Gamma(torch.tensor(1.0 / shape, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+    one = torch.tensor(1.0, dtype=torch.float64)
+    gamma = torch.distributions.Gamma(one / shape, one)
     torch.manual_seed(seed)
     magnitude = gamma.sample((n,)) ** (1.0 / shape)
     sign = torch.where(torch.rand(n, generator=g, dtype=torch.float64) < 0.5, -1.0, 1.0)
@@ -42,7 +43,7 @@ def kurtosis(values):
 
 
 # ------------------------------------------------------------------------------------------------- the prior
-@pytest.mark.parametrize("shape", [0.4, DEFAULT_NATURAL_MARGINAL, 1.0, 2.0])
+@pytest.mark.parametrize("shape", [0.4, NATURAL_MARGINAL_SHAPE, 1.0, 2.0])
 def test_the_prior_quantiles_are_those_of_a_sampled_generalised_gaussian(shape):
     table = _abs_quantiles(shape)
     assert table.shape == (QUANTILE_POINTS,) and bool((table[1:] >= table[:-1]).all())
@@ -74,7 +75,8 @@ def test_known_kurtoses_and_out_of_range_refused():
 # --------------------------------------------------------------------------------------------- the rank map
 @settings(max_examples=60, deadline=None)
 @given(batch=st.integers(1, 3), channels=st.integers(1, 4), h=st.integers(1, 24), w=st.integers(2, 24),
-       seed=st.integers(0, 2 ** 16), shape=st.floats(*SHAPE_RANGE), dtype=st.sampled_from([torch.float32, torch.float64]),
+       seed=st.integers(0, 2 ** 16), shape=st.floats(*SHAPE_RANGE),
+       dtype=st.sampled_from([torch.float32, torch.float64]),
        scale=st.floats(1e-4, 10.0))
 def test_the_rank_map_keeps_sign_order_and_energy(batch, channels, h, w, seed, shape, dtype, scale):
     g = torch.Generator().manual_seed(seed)
@@ -91,13 +93,13 @@ def test_the_rank_map_keeps_sign_order_and_energy(batch, channels, h, w, seed, s
 
 def test_the_rank_map_gives_the_prior_shape_and_is_idempotent():
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    y = match_marginal(x, DEFAULT_NATURAL_MARGINAL)
+    y = match_marginal(x, NATURAL_MARGINAL_SHAPE)
     for yi in y.flatten(1):
-        assert kurtosis(yi) == pytest.approx(generalised_gaussian_kurtosis(DEFAULT_NATURAL_MARGINAL), rel=0.1)
-    torch.testing.assert_close(match_marginal(y, DEFAULT_NATURAL_MARGINAL), y, rtol=1e-6, atol=1e-9)
+        assert kurtosis(yi) == pytest.approx(generalised_gaussian_kurtosis(NATURAL_MARGINAL_SHAPE), rel=0.1)
+    torch.testing.assert_close(match_marginal(y, NATURAL_MARGINAL_SHAPE), y, rtol=1e-6, atol=1e-9)
     # each image is matched on its own: a quiet image is not scaled to its loud neighbour
     loud = torch.cat([x[:1], 0.01 * x[1:]])
-    out = match_marginal(loud, DEFAULT_NATURAL_MARGINAL)
+    out = match_marginal(loud, NATURAL_MARGINAL_SHAPE)
     assert float(out[1].pow(2).mean().sqrt()) == pytest.approx(float(loud[1].pow(2).mean().sqrt()), rel=1e-9)
 
 
@@ -161,14 +163,15 @@ def test_the_fixture_is_too_peaked_and_the_marginal_brings_it_to_the_photos(flat
     clean, restored, moved = flattened
     as_decoded = [pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_marginal=None)
                   for r, m in zip(restored, moved)]
-    matched = [pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0) for r, m in zip(restored, moved)]
+    matched = [pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_marginal=NATURAL_MARGINAL_SHAPE)
+               for r, m in zip(restored, moved)]
     k_clean, k_decoded, k_matched = kurtosis(finest(clean)), kurtosis(finest(as_decoded)), kurtosis(finest(matched))
     assert k_decoded > 1.5 * k_clean  # the fixture tells the cases apart
     assert abs(k_matched - k_clean) < 0.5 * abs(k_decoded - k_clean)
 
 
 def test_with_the_marginal_the_curve_falls_monotonically_and_ends_nearer(flattened):
-    without, with_marginal = _curve(flattened, None), _curve(flattened, DEFAULT_NATURAL_MARGINAL)
+    without, with_marginal = _curve(flattened, None), _curve(flattened, NATURAL_MARGINAL_SHAPE)
     assert all(b < a for a, b in zip(with_marginal, with_marginal[1:])), with_marginal
     assert with_marginal[0] == without[0]  # perception 0 is the restored image either way
     assert without[-1] >= without[0]  # as decoded, the right energy in the wrong shape gets no nearer
@@ -178,9 +181,10 @@ def test_with_the_marginal_the_curve_falls_monotonically_and_ends_nearer(flatten
 def test_only_the_finest_level_changes_and_perception_zero_is_exact(flattened):
     _, restored, moved = flattened
     r, m = restored[0], moved[0]
-    assert torch.equal(pd_blend(r, m, 0.0, reconstructed=r), r)
-    on = pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_slopes=None)
-    off = pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_slopes=None, natural_marginal=None)
+    assert torch.equal(pd_blend(r, m, 0.0, reconstructed=r, natural_marginal=NATURAL_MARGINAL_SHAPE), r)
+    on = pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_slopes=None,
+                  natural_marginal=NATURAL_MARGINAL_SHAPE)
+    off = pd_blend(r, m, 1.0, reconstructed=r, detail_sigma=0.0, natural_slopes=None)
     bands_on = laplacian_pyramid_bchw(on.permute(0, 3, 1, 2).double(), 3)
     bands_off = laplacian_pyramid_bchw(off.permute(0, 3, 1, 2).double(), 3)
     change = [float((a - b).pow(2).mean()) for a, b in zip(bands_on, bands_off)]
@@ -191,5 +195,15 @@ def test_only_the_finest_level_changes_and_perception_zero_is_exact(flattened):
 def test_tiny_images_are_left_alone():
     r = torch.rand(1, 1, 5, 3)
     m = torch.rand(1, 1, 5, 3)
-    torch.testing.assert_close(pd_blend(r, m, 1.0, reconstructed=r * 0.5),
-                               pd_blend(r, m, 1.0, reconstructed=r * 0.5, natural_marginal=None))
+    torch.testing.assert_close(pd_blend(r, m, 1.0, reconstructed=r * 0.5, natural_marginal=NATURAL_MARGINAL_SHAPE),
+                               pd_blend(r, m, 1.0, reconstructed=r * 0.5))
+
+
+def test_off_by_default():
+    """The marginal is an option: without it PD Blend is the slope-capped band as decoded (NIQE, see the docs)."""
+    g = torch.Generator().manual_seed(5)
+    r, m = torch.rand(1, 32, 32, 3, generator=g), torch.rand(1, 32, 32, 3, generator=g)
+    torch.testing.assert_close(pd_blend(r, m, 1.0, reconstructed=r * 0.9),
+                               pd_blend(r, m, 1.0, reconstructed=r * 0.9, natural_marginal=None), rtol=0, atol=0)
+    assert not torch.allclose(pd_blend(r, m, 1.0, reconstructed=r * 0.9),
+                              pd_blend(r, m, 1.0, reconstructed=r * 0.9, natural_marginal=NATURAL_MARGINAL_SHAPE))

@@ -86,9 +86,8 @@ def test_small_images_use_the_levels_they_have():
     """8 px: two levels fit (and bind on an over-rendered band); 3 px: none, so the blend is uncapped."""
     base = gaussian_blur(photo(3, size=8), 1.0)
     moved = base + 4.0 * (photo(3, size=8) - base)
-    capped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0, natural_marginal=None)
-    uncapped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0, natural_slopes=None,
-                        natural_marginal=None)
+    capped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0)
+    uncapped = pd_blend(base, moved, 1.0, reconstructed=base, detail_sigma=0.0, natural_slopes=None)
     assert float((capped - uncapped).abs().max()) > 0.01
     # exactly two levels at 8 px, one at 4-7 px (it binds there too), none below 4 px
     b_c, h_c = base.permute(0, 3, 1, 2), (moved - base).permute(0, 3, 1, 2)

@@ -271,8 +271,7 @@ def test_pd_blend_endpoints_and_residual_decode():
     from deepot_core import pd_blend
     torch.testing.assert_close(residual, pd_blend(restored, transported, 1.0, reconstructed=reconstructed,
                                                   detail_sigma=0.0))
-    uncapped = pd_blend(restored, transported, 1.0, reconstructed=reconstructed, detail_sigma=0.0, natural_slopes=None,
-                        natural_marginal=None)
+    uncapped = pd_blend(restored, transported, 1.0, reconstructed=reconstructed, detail_sigma=0.0, natural_slopes=None)
     torch.testing.assert_close(uncapped, (restored + transported - reconstructed).clamp(0, 1))
 
 

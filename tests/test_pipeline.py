@@ -111,8 +111,7 @@ def test_paper_and_full_recipes_differ_only_with_a_lossy_decode():
     recon = (restored * 0.9).clamp(0, 1)
     plain = P.blend(restored, moved, recon, 1.0, P.PAPER_RECIPE)
     assert torch.allclose(plain, moved)
-    full = P.blend(restored, moved, recon, 1.0, P.full_recipe(paired=True, detail_sigma=0.0, natural_slopes=None,
-                                                                 natural_marginal=None))
+    full = P.blend(restored, moved, recon, 1.0, P.full_recipe(paired=True, detail_sigma=0.0, natural_slopes=None))
     assert torch.allclose(full, (restored + moved - recon).clamp(0, 1), atol=1e-6)
 
 

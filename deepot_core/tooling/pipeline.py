@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from ..blend import pd_blend, pd_sweep
 from ..colour import colour_gap, harmonise_colours
-from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_MARGINAL,
-                         DEFAULT_NATURAL_SLOPES, DEFAULT_PATCH_SIZE)
+from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
+                         DEFAULT_PATCH_SIZE)
 from ..errors import TransportInputError
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
@@ -42,14 +42,14 @@ DEFAULT_PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 class Recipe:
     """How a transport is fitted and blended: colour harmonisation, residual decode, detail band σ, the
     per-level natural-slope cap and floor on that band (slopes None: both off; floors None: the cap alone), and
-    the natural marginal of its finest level (None: off)."""
+    the shape of the natural marginal given to its finest level (None, the default: off)."""
     name: str
     harmonise: bool
     residual: bool
     detail_sigma: float
     natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES
     natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS
-    natural_marginal: Optional[float] = DEFAULT_NATURAL_MARGINAL
+    natural_marginal: Optional[float] = None
 
 
 PAPER_RECIPE = Recipe("paper", harmonise=False, residual=False, detail_sigma=0.0)
@@ -59,7 +59,7 @@ FULL_RECIPE = Recipe("full", harmonise=True, residual=True, detail_sigma=DEFAULT
 def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
                 natural_slopes: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_SLOPES,
                 natural_floors: Optional[Tuple[float, ...]] = DEFAULT_NATURAL_FLOORS,
-                natural_marginal: Optional[float] = DEFAULT_NATURAL_MARGINAL) -> Recipe:
+                natural_marginal: Optional[float] = None) -> Recipe:
     """The full recipe for calibration pairs (no harmonising) or for unpaired natural photos."""
     return Recipe("full", harmonise=not paired, residual=True, detail_sigma=detail_sigma,
                   natural_slopes=natural_slopes, natural_floors=natural_floors, natural_marginal=natural_marginal)

@@ -2,7 +2,7 @@
 from pathlib import Path
 from typing import List, Tuple
 
-from ...constants import DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_MARGINAL, DEFAULT_NATURAL_SLOPES
+from ...constants import DEFAULT_DETAIL_SIGMA, DEFAULT_NATURAL_SLOPES, NATURAL_MARGINAL_SHAPE
 from .common import CliError, ProgressBar, add_space_option, space_for
 
 HELP = "apply a transport to a folder of restored images"
@@ -26,10 +26,10 @@ def add_parser(sub) -> None:
                    help="add the detail band as decoded (by default each fine pyramid level is kept within the "
                         "natural slope of photos: capped where a decoder over-renders, the finest raised where it "
                         "under-renders)")
-    p.add_argument("--no-natural-marginal", action="store_true",
-                   help="leave the finest detail's distribution as decoded (by default it is given the "
-                        "generalised-Gaussian marginal photos share, which puts back texture where a denoiser left "
-                        "the image flat)")
+    p.add_argument("--natural-marginal", action="store_true",
+                   help="give the finest detail the generalised-Gaussian marginal photos share: texture comes back "
+                        "where a denoiser left the image flat; lowers the patch SWD but raises NIQE "
+                        "(docs/natural_marginal.md), so off by default")
     p.add_argument("--plain", action="store_true",
                    help="the paper's plain blend of the decoded transport (no residual decode / detail band)")
     p.add_argument("--undo-noise-clipping", type=float, default=None, metavar="SIGMA",
@@ -113,7 +113,7 @@ def run(args) -> int:
     recipe = PAPER_RECIPE if args.plain else full_recipe(
         paired=False, detail_sigma=args.detail_sigma,
         natural_slopes=None if args.no_natural_slope else DEFAULT_NATURAL_SLOPES,
-        natural_marginal=None if args.no_natural_marginal else DEFAULT_NATURAL_MARGINAL)
+        natural_marginal=NATURAL_MARGINAL_SHAPE if args.natural_marginal else None)
     if args.out.resolve() == args.input.resolve():
         raise CliError("--out must differ from --in (inputs are never overwritten).")
     # outputs are never read back as inputs, even when --out lies inside --in

@@ -116,12 +116,9 @@ def run(args) -> int:
     detail = args.detail_sigma
     if detail is None:
         detail = 0.0 if space_name == S.PIXEL_SPACE else P.DEFAULT_DETAIL_SIGMA
-    # the natural-slope cap and marginal guard against decoders that over- or under-render; the pixel space
-    # decodes exactly, and there the full recipe is the paper's plain blend
-    pixel = space_name == S.PIXEL_SPACE
-    full = P.full_recipe(paired=True, detail_sigma=detail, natural_slopes=None if pixel else P.DEFAULT_NATURAL_SLOPES,
-                         natural_marginal=None if pixel else P.DEFAULT_NATURAL_MARGINAL)
-    recipes = [full, P.PAPER_RECIPE]
+    # the natural-slope cap guards against decoders that over-render; the pixel space decodes exactly
+    slopes = None if space_name == S.PIXEL_SPACE else P.DEFAULT_NATURAL_SLOPES
+    recipes = [P.full_recipe(paired=True, detail_sigma=detail, natural_slopes=slopes), P.PAPER_RECIPE]
     photos = sample_photos()
     fit_clean = [E.centre_crop_square(photos[n], args.size * FIT_SIZE_FACTOR) for n in FIT_PHOTOS]
     test_clean = [E.centre_crop_square(photos[n], args.size) for n in TEST_PHOTOS]
