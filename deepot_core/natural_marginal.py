@@ -74,17 +74,20 @@ def match_marginal(coefficients: torch.Tensor, shape: float) -> torch.Tensor:
     dtype = torch.promote_types(coefficients.dtype, torch.float32)
     flat = coefficients.reshape(coefficients.shape[0], -1).to(dtype)
     n = flat.shape[1]
-    # the prior's quantile for each rank, in sorted order (the same for every image of the batch)
-    position = ((torch.arange(n, dtype=torch.float64) + 0.5) / n * QUANTILE_POINTS - 0.5).clamp(0, QUANTILE_POINTS - 1)
+    # the prior's quantile for each rank, in sorted order (the same for every image of the batch), made on the
+    # input's device: only the small table crosses from the CPU (float64 here: one elementwise pass, and in
+    # float32 the ranks of a large image lose the tail's precision)
+    table = _abs_quantiles(float(shape)).to(flat.device)
+    position = ((torch.arange(n, device=flat.device, dtype=torch.float64) + 0.5) * (QUANTILE_POINTS / n) - 0.5)
+    position = position.clamp(0, QUANTILE_POINTS - 1)
     left = position.floor().long().clamp(max=QUANTILE_POINTS - 2)
     t = position - left
-    table = _abs_quantiles(float(shape))
-    by_rank = (table[left] * (1 - t) + table[left + 1] * t).to(device=flat.device, dtype=dtype)
+    by_rank = (table[left] * (1 - t) + table[left + 1] * t).to(dtype)
     order = flat.abs().argsort(dim=1)
     target = torch.empty_like(flat).scatter_(1, order, by_rank.expand_as(flat))
     signed = flat.sign() * target  # exact zeros (flat, saturated areas) stay zero
     rms = flat.double().pow(2).mean(dim=1, keepdim=True).sqrt()
     signed_rms = signed.double().pow(2).mean(dim=1, keepdim=True).sqrt()
-    scale = torch.where(signed_rms > 0, rms / signed_rms.clamp_min(1e-300), torch.zeros_like(rms))
-    matched = torch.where(signed_rms > 0, signed * scale.to(dtype), flat)
+    scale = (rms / signed_rms.clamp_min(1e-300)).to(dtype)
+    matched = torch.where(signed_rms > 0, signed * scale, flat)
     return matched.to(coefficients.dtype).reshape(coefficients.shape)

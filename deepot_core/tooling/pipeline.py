@@ -148,8 +148,7 @@ def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torc
     if recipe.residual:
         return pd_blend(restored, transported, perception, reconstructed=reconstructed,
                         detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
-                       natural_floors=recipe.natural_floors,
-                        natural_marginal=recipe.natural_marginal)
+                       natural_floors=recipe.natural_floors, natural_marginal=recipe.natural_marginal)
     return pd_blend(restored, transported, perception)
 
 
@@ -160,8 +159,7 @@ def blend_sweep(restored: torch.Tensor, transported: torch.Tensor, reconstructed
     if recipe.residual:
         out = pd_sweep(restored, transported, perceptions, reconstructed=reconstructed,
                        detail_sigma=recipe.detail_sigma, natural_slopes=recipe.natural_slopes,
-                       natural_floors=recipe.natural_floors,
-                        natural_marginal=recipe.natural_marginal)
+                       natural_floors=recipe.natural_floors, natural_marginal=recipe.natural_marginal)
     else:
         out = pd_sweep(restored, transported, perceptions)
     return list(out.chunk(len(perceptions)))
