@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence
 
 import torch
 
@@ -28,7 +28,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.pd_curve import (DEFAULT_DATA, REPO_ROOT, RESTORER_NAMES, SPACES, Restorer, _ratios,  # noqa: E402
-                                 halves_of, load_set, space_spec)
+                                 development_sets, halves_of, restore_sets, space_spec)
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import pipeline as P  # noqa: E402
 from deepot_core.tooling import spaces as S  # noqa: E402
@@ -40,67 +40,58 @@ VARIANTS = ("transport", "ceiling", "ceiling, raw")
 RAW_RECIPE = P.Recipe("raw", harmonise=False, residual=True, detail_sigma=0.0, natural_slopes=None)
 
 
-def ceiling_decodes(space, clean: Sequence[torch.Tensor],
-                    restored: Sequence[torch.Tensor]) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """Per image, (D(E(clean)), D(E(restored))) at the restored image's size: what ``transport_image`` returns
-    for a transport that had moved the restored latent exactly onto the clean photo's own."""
-    pairs = []
+def own_latent_decodes(space, clean: Sequence[torch.Tensor], restored: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """D(E(clean)) per image, at its restored image's size: what a transport that had moved the restored latent
+    exactly onto the clean photo's own would decode to."""
+    decodes = []
     for x, r in zip(clean, restored):
         if x.shape[:3] != r.shape[:3]:
             raise ValueError(f"clean image {tuple(x.shape)} and restored image {tuple(r.shape)} differ in size; "
                              "the ceiling needs each restored image's own clean photo")
-        h, w = r.shape[1:3]
         with torch.inference_mode():
-            pairs.append((P.decode(space, P.encode(space, x[..., :3]), h, w),
-                          P.decode(space, P.encode(space, r[..., :3]), h, w)))
-    return pairs
+            decodes.append(P.decode(space, P.encode(space, x[..., :3]), *r.shape[1:3]))
+    return decodes
 
 
-def measure(outputs: Sequence[torch.Tensor], clean: Sequence[torch.Tensor], mmse: Dict) -> Dict:
-    """Ratios to the MMSE output's metrics on all crops, and on each half under ``"halves"``."""
+def metrics_with_halves(outputs: Sequence[torch.Tensor], clean: Sequence[torch.Tensor]) -> Dict:
+    """``E.evaluate`` on all crops, and on each half under ``"halves"``."""
     metrics = E.evaluate(outputs, clean, None, with_ssim=False)
-    halves = [E.evaluate(o, c, None, with_ssim=False) for o, c in zip(halves_of(outputs), halves_of(clean))]
-    return {**_ratios(metrics, mmse), "halves": [_ratios(h, m) for h, m in zip(halves, mmse["halves"])]}
-
-
-def mmse_metrics(restored: Sequence[torch.Tensor], clean: Sequence[torch.Tensor]) -> Dict:
-    metrics = E.evaluate(restored, clean, None, with_ssim=False)
-    metrics["halves"] = [E.evaluate(o, c, None, with_ssim=False) for o, c in zip(halves_of(restored),
+    metrics["halves"] = [E.evaluate(o, c, None, with_ssim=False) for o, c in zip(halves_of(outputs),
                                                                                  halves_of(clean))]
     return metrics
 
 
+def ratios_with_halves(metrics: Dict, mmse: Dict) -> Dict:
+    return {**_ratios(metrics, mmse), "halves": [_ratios(h, m) for h, m in zip(metrics["halves"], mmse["halves"])]}
+
+
 def space_rows(space, space_name: str, fit_restored, other, test_restored, test_clean, mmse: Dict,
                perceptions=PERCEPTIONS) -> Dict[str, Dict[float, Dict]]:
-    """variant → perception → ratios, for one space and task."""
+    """variant → perception → ratios to the MMSE output, for one space and task."""
     recipe = P.full_recipe(paired=False)
     transport = P.fit_transport(space, other, fit_restored, harmonise=recipe.harmonise, space_name=space_name)
-    decodes = {"transport": [P.transport_image(space, transport, r) for r in test_restored]}
-    decodes["ceiling"] = decodes["ceiling, raw"] = ceiling_decodes(space, test_clean, test_restored)
+    moved = [P.transport_image(space, transport, r) for r in test_restored]
+    own = [(d, recon) for d, (_, recon) in zip(own_latent_decodes(space, test_clean, test_restored), moved)]
+    decodes = {"transport": moved, "ceiling": own, "ceiling, raw": own}
     out = {}
     for variant in VARIANTS:
         blend_recipe = RAW_RECIPE if variant == "ceiling, raw" else recipe
         out[variant] = {}
         for p in perceptions:
             outputs = [P.blend(r, m, c, p, blend_recipe) for r, (m, c) in zip(test_restored, decodes[variant])]
-            out[variant][p] = measure(outputs, test_clean, mmse)
+            out[variant][p] = ratios_with_halves(metrics_with_halves(outputs, test_clean), mmse)
     return out
 
 
 def run(data: Path, spaces: Sequence[str], tasks=E.TASKS, n_fit: int = 12, n_test: int = 12, crop: int = 256,
         perceptions=PERCEPTIONS, log=print) -> Dict:
     """Every (task, space, variant, perception) cell, on the crops and protocol of ``pd_curve.py``'s issue-10 run."""
-    fit_clean = load_set(data / "images" / "cbsd68", 0, n_fit, crop)
-    test_clean = load_set(data / "images" / "cbsd68", n_fit, n_test, crop)
-    other = load_set(data / "images" / "kodak24", 0, n_fit, crop)
+    fit_clean, test_clean, other = development_sets(data, n_fit, n_test, crop)
     results = {"config": {"n_fit": n_fit, "n_test": n_test, "crop": crop, "perceptions": list(perceptions),
                           "denoiser": f"{RESTORER_NAMES['denoise50']}, clipping bias undone"}, "tasks": {}}
     for task in tasks:
-        restore = Restorer(task, data)
-        with torch.inference_mode():
-            fit_restored = [r.clone() for r in restore(E.degrade(fit_clean, task, seed=1))]
-            test_restored = [r.clone() for r in restore(E.degrade(test_clean, task, seed=2))]
-        mmse = mmse_metrics(test_restored, test_clean)
+        fit_restored, test_restored = restore_sets(Restorer(task, data), fit_clean, test_clean)
+        mmse = metrics_with_halves(test_restored, test_clean)
         results["tasks"][task] = {}
         for name in spaces:
             start = time.time()

@@ -30,7 +30,7 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.pd_curve import (DEFAULT_DATA, SET_NAMES, SPACE_TARGETS, SPACES, Restorer, load_set,  # noqa: E402
+from benchmarks.pd_curve import (DEFAULT_DATA, SET_NAMES, SPACE_TARGETS, SPACES, Restorer, development_sets,  # noqa: E402
                                  run_protocol, space_spec)
 from benchmarks.restorers import denoise_dncnn, load_dncnn  # noqa: E402
 from deepot_core.pyramid import laplacian_pyramid_bchw  # noqa: E402
@@ -77,9 +77,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     t0 = time.time()
-    fit_clean = load_set(args.data / "images" / "cbsd68", 0, 12, 256)
-    test_clean = load_set(args.data / "images" / "cbsd68", 12, 12, 256)
-    other = load_set(args.data / "images" / "kodak24", 0, 12, 256)
+    fit_clean, test_clean, other = development_sets(args.data, 12, 12, 256)
     restore = Restorer("denoise50", args.data, undo_clipping=False)
     runs = {}
     for clip in (True, False):

@@ -129,6 +129,22 @@ def load_set(folder: Path, start: int, count: int, crop: int) -> List[torch.Tens
     return [E.centre_crop_square(load_image(p), crop) for p in paths]
 
 
+def development_sets(data: Path, n_fit: int, n_test: int, crop: int):
+    """(fit, held-apart, other collection): the first ``n_fit`` and the next ``n_test`` sorted CBSD68 crops, and
+    the first ``n_fit`` Kodak24 crops, the sets every benchmark here measures on."""
+    return (load_set(data / "images" / "cbsd68", 0, n_fit, crop),
+            load_set(data / "images" / "cbsd68", n_fit, n_test, crop),
+            load_set(data / "images" / "kodak24", 0, n_fit, crop))
+
+
+def restore_sets(restore: "Restorer", fit_clean, test_clean):
+    """The restorer's outputs on the degraded fit and held-apart sets (seeds 1 and 2), as ordinary tensors."""
+    with torch.inference_mode():
+        fit_restored = restore(E.degrade(fit_clean, restore.task, seed=1))
+        test_restored = restore(E.degrade(test_clean, restore.task, seed=2))
+    return [r.clone() for r in fit_restored], [r.clone() for r in test_restored]
+
+
 def _ratio(value, base):
     return value / base if base else float("nan")
 
@@ -213,9 +229,7 @@ def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS,
     recipes = recipes or [P.PAPER_RECIPE, P.FULL_RECIPE]
     space, space_name = S.resolve_space(space_spec(vae, data))
     niqe_params = data / "metrics" / "niqe_pris_params.npz" if niqe else None
-    fit_clean = load_set(data / "images" / "cbsd68", 0, n_fit, crop)
-    test_clean = load_set(data / "images" / "cbsd68", n_fit, n_test, crop)
-    other = load_set(data / "images" / "kodak24", 0, n_fit, crop)
+    fit_clean, test_clean, other = development_sets(data, n_fit, n_test, crop)
     results = {"config": {"space": space_name, "space_label": vae, "latent_channels": space.latent_channels,
                           "patch_size": P.DEFAULT_PATCH_SIZE, "n_fit": n_fit,
                           "n_test": n_test, "crop": crop, "fit_and_test": "CBSD68 (sorted; disjoint)",
@@ -228,11 +242,7 @@ def run_benchmark(data: Path = DEFAULT_DATA, tasks=E.TASKS, protocols=PROTOCOLS,
         if restored_cache is not None and task in restored_cache:
             fit_restored, test_restored = restored_cache[task]
         else:
-            restore = Restorer(task, data, undo_clipping)
-            with torch.inference_mode():
-                fit_restored = restore(E.degrade(fit_clean, task, seed=1))
-                test_restored = restore(E.degrade(test_clean, task, seed=2))
-            fit_restored, test_restored = [r.clone() for r in fit_restored], [r.clone() for r in test_restored]
+            fit_restored, test_restored = restore_sets(Restorer(task, data, undo_clipping), fit_clean, test_clean)
             if restored_cache is not None:
                 restored_cache[task] = (fit_restored, test_restored)
         results["tasks"][task] = {}

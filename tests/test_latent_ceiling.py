@@ -16,19 +16,20 @@ def test_in_the_pixel_space_the_raw_ceiling_is_the_clean_photo(batch, height, wi
     g = torch.Generator().manual_seed(seed)
     clean = torch.rand(batch, height, width, 3, generator=g)
     restored = torch.rand(batch, height, width, 3, generator=g)
-    ((moved, recon),) = C.ceiling_decodes(PixelSpace(), [clean], [restored])
-    assert torch.equal(moved, clean) and torch.equal(recon, restored)
-    top = C.P.blend(restored, moved, recon, 1.0, C.RAW_RECIPE)
+    (own,) = C.own_latent_decodes(PixelSpace(), [clean], [restored])
+    assert torch.equal(own, clean)
+    # the pixel space's reconstruction D(E(r)) is r itself
+    top = C.P.blend(restored, own, restored, 1.0, C.RAW_RECIPE)
     torch.testing.assert_close(top, clean, atol=1e-6, rtol=0)
-    torch.testing.assert_close(C.P.blend(restored, moved, recon, 0.0, C.RAW_RECIPE), restored, atol=1e-6, rtol=0)
+    torch.testing.assert_close(C.P.blend(restored, own, restored, 0.0, C.RAW_RECIPE), restored, atol=1e-6, rtol=0)
 
 
 def test_an_alpha_channel_is_dropped_and_sizes_must_match():
     clean, restored = torch.rand(1, 8, 8, 4), torch.rand(1, 8, 8, 3)
-    ((moved, _),) = C.ceiling_decodes(PixelSpace(), [clean], [restored])
-    assert torch.equal(moved, clean[..., :3])
+    (own,) = C.own_latent_decodes(PixelSpace(), [clean], [restored])
+    assert torch.equal(own, clean[..., :3])
     with pytest.raises(ValueError, match=r"\(1, 8, 8, 3\).*differ in size"):
-        C.ceiling_decodes(PixelSpace(), [torch.rand(1, 8, 9, 3)], [restored])
+        C.own_latent_decodes(PixelSpace(), [torch.rand(1, 8, 9, 3)], [restored])
 
 
 def test_on_real_data_the_ceiling_is_nearer_the_clean_photos_than_the_transport(shared_data):
