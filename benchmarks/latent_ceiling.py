@@ -29,6 +29,7 @@ if __package__ in (None, ""):
 
 from benchmarks.pd_curve import (DEFAULT_DATA, REPO_ROOT, RESTORER_NAMES, SPACES, Restorer, _ratios,  # noqa: E402
                                  development_sets, halves_of, restore_sets, space_spec)
+from deepot_core.errors import TransportInputError  # noqa: E402
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import pipeline as P  # noqa: E402
 from deepot_core.tooling import spaces as S  # noqa: E402
@@ -86,6 +87,7 @@ def space_rows(space, space_name: str, fit_restored, other, test_restored, test_
 def run(data: Path, spaces: Sequence[str], tasks=E.TASKS, n_fit: int = 12, n_test: int = 12, crop: int = 256,
         perceptions=PERCEPTIONS, log=print) -> Dict:
     """Every (task, space, variant, perception) cell, on the crops and protocol of ``pd_curve.py``'s issue-10 run."""
+    resolved = {name: S.resolve_space(space_spec(name, data)) for name in spaces}  # a bad --vae fails first
     fit_clean, test_clean, other = development_sets(data, n_fit, n_test, crop)
     results = {"config": {"n_fit": n_fit, "n_test": n_test, "crop": crop, "perceptions": list(perceptions),
                           "denoiser": f"{RESTORER_NAMES['denoise50']}, clipping bias undone"}, "tasks": {}}
@@ -95,7 +97,7 @@ def run(data: Path, spaces: Sequence[str], tasks=E.TASKS, n_fit: int = 12, n_tes
         results["tasks"][task] = {}
         for name in spaces:
             start = time.time()
-            space, space_name = S.resolve_space(space_spec(name, data))
+            space, space_name = resolved[name]
             results["tasks"][task][name] = space_rows(space, space_name, fit_restored, other, test_restored,
                                                       test_clean, mmse, perceptions)
             log(f"  {task} {name}: {time.time() - start:.0f} s")
@@ -146,7 +148,11 @@ def main(argv=None) -> int:
         parser.error("--n-test must be at least 2 (the table gives each half)")
     start = time.time()
     vaes = list(SPACES) if args.vae == ["all"] else args.vae
-    results = run(args.data, vaes, args.tasks, args.n_fit, args.n_test, args.crop)
+    try:
+        results = run(args.data, vaes, args.tasks, args.n_fit, args.n_test, args.crop)
+    except TransportInputError as error:
+        print(f"latent_ceiling.py: {error}", file=sys.stderr)
+        return 2
     results["runtime_s"] = time.time() - start
     table = markdown(results)
     args.out.mkdir(parents=True, exist_ok=True)

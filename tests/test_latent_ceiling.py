@@ -45,3 +45,9 @@ def test_on_real_data_the_ceiling_is_nearer_the_clean_photos_than_the_transport(
     for variant in C.VARIANTS:
         assert f"| taesd (SD1.5, 4 ch) | {variant} |" in table
     assert "| space | variant | @0.5 | @1 | @1 A | @1 B |" in table
+
+
+def test_a_bad_space_is_named_before_any_restorer_runs(shared_data, capsys):
+    code = C.main(["--data", str(shared_data), "--vae", "no_such_space", "--out", "/nonexistent/never-written"])
+    assert code == 2
+    assert "--vae no_such_space: no such folder or file" in capsys.readouterr().err
