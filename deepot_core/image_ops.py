@@ -59,6 +59,16 @@ def match_batches(*images: torch.Tensor, names: Sequence[str]) -> List[torch.Ten
     return [i.expand(n, *i.shape[1:]) if i.shape[0] == 1 else i for i in images]
 
 
+def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Replicate-pad [B,H,W,C] at the bottom/right to a multiple of an autoencoder's downscale (a VAE would crop)."""
+    h, w = image.shape[1:3]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return image
+    x = F.pad(image.permute(0, 3, 1, 2), (0, pw, 0, ph), mode="replicate")
+    return x.permute(0, 2, 3, 1)
+
+
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of [B,H,W,C] with reflect borders (replicate where the image is too small)."""
     if sigma <= 0:

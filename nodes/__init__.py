@@ -14,11 +14,12 @@ from .degrade import DegradeImage
 from .files import LoadLatentTransport, SaveLatentTransport
 from .fit import FitLatentTransport
 from .image_folder import LoadImageFolder
+from .make_realistic import MakeRealistic
 
 comfy_bridge.register_folder()
 
 #: Every node of the pack, in menu order.
-NODES = [FitLatentTransport, ApplyLatentTransport, PDBlend, SaveLatentTransport, LoadLatentTransport,
+NODES = [MakeRealistic, FitLatentTransport, ApplyLatentTransport, PDBlend, SaveLatentTransport, LoadLatentTransport,
          HarmoniseColours, DegradeImage, UndoNoiseClipping, LoadImageFolder]
 
 

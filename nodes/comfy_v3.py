@@ -276,7 +276,7 @@ def _standin_io():
     types = {name: _comfy_type(io_type, input_class) for name, io_type, input_class in (
         ("Int", "INT", _IntInput), ("Float", "FLOAT", _FloatInput), ("String", "STRING", _StringInput),
         ("Boolean", "BOOLEAN", _BooleanInput), ("Combo", "COMBO", _ComboInput), ("Image", "IMAGE", _Input),
-        ("Mask", "MASK", _Input), ("Latent", "LATENT", _Input))}
+        ("Mask", "MASK", _Input), ("Latent", "LATENT", _Input), ("Vae", "VAE", _Input))}
     return type("io", (), {**types, "Custom": staticmethod(_comfy_type), "ComfyNode": _ComfyNode,
                            "Schema": _Schema, "NodeOutput": _NodeOutput, "Hidden": _Hidden, "Input": _Input,
                            "Output": _Output})

@@ -10,6 +10,7 @@ from deepot_core import LatentTransport, PatchStatistics
 from node_harness import load_pack, node_class, node_classes, run_node
 
 NODE_IDS = {
+    "DeepOT_MakeRealistic": "Make Realistic (Deep OT)",
     "DeepOT_FitLatentTransport": "Fit Latent Transport",
     "DeepOT_ApplyLatentTransport": "Apply Latent Transport",
     "DeepOT_PDBlend": "PD Blend",

@@ -37,7 +37,7 @@ def test_every_node_has_a_help_page_naming_all_its_sockets(node_id):
 def test_the_text_on_node_script_names_real_nodes_and_is_never_saved():
     script = (web_directory() / "js" / "deepot_text_on_node.js").read_text(encoding="utf-8")
     named = set(re.findall(r'"(DeepOT_\w+)"', script))
-    assert named == {"DeepOT_FitLatentTransport", "DeepOT_LoadLatentTransport", "DeepOT_SaveLatentTransport"}
+    assert named == {"DeepOT_MakeRealistic", "DeepOT_FitLatentTransport", "DeepOT_LoadLatentTransport", "DeepOT_SaveLatentTransport"}
     assert "widget.serialize = false" in script and "widget.options.serialize = false" in script
 
 

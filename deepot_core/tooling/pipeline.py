@@ -21,13 +21,13 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from ..blend import pd_blend, pd_sweep
 from ..colour import colour_gap, harmonise_colours
 from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
                          DEFAULT_PATCH_SIZE)
 from ..errors import TransportInputError
+from ..image_ops import pad_to_multiple
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
 from .spaces import PIXEL_SPACE, SPACE_KEY
@@ -66,16 +66,6 @@ def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
 
 
 # ---------------------------------------------------------------------------- encode / decode
-def pad_to_multiple(image: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Replicate-pad [B,H,W,C] at the bottom/right to a multiple of the space's downscale."""
-    h, w = image.shape[1:3]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    if ph == 0 and pw == 0:
-        return image
-    x = F.pad(image.permute(0, 3, 1, 2), (0, pw, 0, ph), mode="replicate")
-    return x.permute(0, 2, 3, 1)
-
-
 def encode(space, image: torch.Tensor) -> torch.Tensor:
     """Encode one IMAGE [B,H,W,3] (padded so the VAE does not crop it)."""
     return space.encode(pad_to_multiple(image[..., :3].float(), space.downscale))

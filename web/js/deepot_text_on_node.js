@@ -1,6 +1,6 @@
 // ComfyUI-DeepOT: show a node's text result (its `ui.text`) on the node itself.
 //
-// Fit Latent Transport sends its report, Load Latent Transport the file's channels, patch size,
+// Make Realistic and Fit Latent Transport send their report, Load Latent Transport the file's channels, patch size,
 // samples and space, Save Latent Transport the path it wrote. ComfyUI's frontend draws images
 // from `ui` on any node but text only on Preview Any, so this adds a read-only text box the first
 // time such a node reports. The box is never saved (`serialize = false`): widget values of saved
@@ -8,7 +8,7 @@
 import { app } from "../../../scripts/app.js";
 import { ComfyWidgets } from "../../../scripts/widgets.js";
 
-const NODES = new Set(["DeepOT_FitLatentTransport", "DeepOT_LoadLatentTransport", "DeepOT_SaveLatentTransport"]);
+const NODES = new Set(["DeepOT_MakeRealistic", "DeepOT_FitLatentTransport", "DeepOT_LoadLatentTransport", "DeepOT_SaveLatentTransport"]);
 const WIDGET = "deepot_result";
 const MIN_WIDTH = 380; // px: a report line fits
 const TEXT_HEIGHT = 90; // px added below the widgets the first time a text arrives
