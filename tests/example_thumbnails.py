@@ -41,6 +41,26 @@ SPECS = {
                                                   ("DnCNN output (perception 0)", 0, "perception 0 (DnCNN)"),
                                                   ("Save Image", 0, "perception 0.75")]),
 }
+#: Inputs set for the thumbnail run only, per example: class type → inputs. The Make Realistic examples show a
+#: held-out photo (not in deepot_photos) put in ComfyUI/input under that name, and both ends of the slider.
+OVERRIDES = {
+    "deepot_make_realistic_upscale": {"LoadImage": {"image": "holdout_kodim20.png"},
+                                      "DeepOT_MakeRealistic": {"perceptions": "0, 1"}},
+    "deepot_make_realistic_denoise": {"DeepOT_MakeRealistic": {"perceptions": "0, 1"}},
+    "deepot_make_realistic_reuse": {"LoadImage": {"image": "holdout_kodim23_noisy50.png"},
+                                    "DeepOT_MakeRealistic": {"perceptions": "0, 0.75"}},
+}
+SPECS.update({
+    "deepot_make_realistic_upscale": ("Make Realistic after a x4 upscaler (4x Compact Pretrain) + TAESD, held-out photo",
+                                      (0, 0, 384), [("Save Image", 0, "x4 upscaler (perception 0)"),
+                                                    ("Save Image", 1, "Make Realistic, perception 1")]),
+    "deepot_make_realistic_denoise": ("Make Realistic after DnCNN (sigma 50) + TAESD",
+                                      (96, 96, 256), [("Save Image", 0, "DnCNN (perception 0)"),
+                                                      ("Save Image", 12, "Make Realistic, perception 1")]),
+    "deepot_make_realistic_reuse": ("A saved transport, a held-out photo (DnCNN)",
+                                    (0, 0, 256), [("Save Image", 0, "DnCNN (perception 0)"),
+                                                  ("Save Image", 1, "Make Realistic, perception 0.75")]),
+})
 GAP, TITLE, CAPTION = 8, 34, 26
 BACKGROUND, TEXT = (30, 30, 34), (235, 235, 235)
 
@@ -76,6 +96,8 @@ def thumbnail(url: str, name: str) -> Path:
     title, (left, top, size), panels = SPECS[name]
     definitions = wt.object_info_definitions(json.loads(http(url + "/object_info")))
     prompt = wt.to_api(wt.load(EXAMPLES / f"{name}.json"), definitions)
+    for node in prompt.values():
+        node["inputs"].update(OVERRIDES.get(name, {}).get(node["class_type"], {}))
     entry = run(url, prompt)
     by_title = {node["_meta"]["title"]: node_id for node_id, node in prompt.items()}
     sheet = Image.new("RGB", (len(panels) * (size + GAP) + GAP, TITLE + size + CAPTION + GAP), BACKGROUND)

@@ -26,6 +26,14 @@ STOCK = sorted(p for p in WORKFLOWS if p.stem in {"deepot_few_shot_calibration",
 DENOISE = {"deepot_denoise_dncnn_taesd": ("taesd", "deepot_dncnn_taesd"),
            "deepot_denoise_dncnn_taef1": ("taef1", "deepot_dncnn_taef1")}
 MODEL_EXAMPLES = sorted(p for p in WORKFLOWS if p not in STOCK)
+#: The short path (issue 23): one Make Realistic node; every other example is an advanced graph.
+SIMPLE = sorted(p for p in WORKFLOWS if p.stem.startswith("deepot_make_realistic"))
+ADVANCED = sorted(p for p in WORKFLOWS if p not in SIMPLE)
+#: The ×4 upscaler example (a) names: a Compact model Load Upscale Model reads (zarxrax's Compact Pretrain).
+COMPACT = {"name": "4x_Compact_Pretrain.safetensors", "url": "https://github.com/davlee1972/upscale_video",
+           "directory": "upscale_models"}
+#: Most nodes a short-path example may hold, Notes aside.
+MAX_SIMPLE_NODES = 8
 #: Where the files come from: KAIR's release, madebyollin's repository (which holds .pth files only).
 DNCNN = {"name": "dncnn_color_blind.pth", "directory": "upscale_models",
          "url": "https://github.com/cszn/KAIR/releases/download/v1.0/dncnn_color_blind.pth"}
@@ -105,7 +113,7 @@ def test_workflow_runs_with_nothing_but_a_vae(path):
     assert {n["widgets_values"][0] for n in wt.nodes_of(workflow, "LoadImage")} == {"example.png"}
 
 
-@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", ADVANCED, ids=lambda p: p.stem)
 def test_workflow_uses_the_residual_decode_recipe(path):
     """PD Blend gets restored, the decode of Apply's output, and the decode of Apply's own input latent."""
     workflow = wt.load(path)
@@ -179,7 +187,8 @@ def test_every_model_loader_says_where_its_files_come_from(path):
     assert len(loaders) == 2
     for node in wt.nodes_of(workflow, "UpscaleModelLoader"):
         # the frontend reads a loader's models whose name is one of its widget values
-        assert declared_models(node) == [DNCNN] and node["widgets_values"] == [DNCNN["name"]]
+        (model,) = declared_models(node)
+        assert model in (DNCNN, COMPACT) and node["widgets_values"] == [model["name"]]
     for node in wt.nodes_of(workflow, "VAELoader"):
         (vae,) = node["widgets_values"]
         assert declared_models(node) == vae_files(vae)  # the files Load VAE lists as `vae`
@@ -234,6 +243,57 @@ def assert_undo_matches_the_noise(workflow):
     assert wt.linked_inputs(workflow, undo)["images"][0] is dncnn
     assert undo["widgets_values"] == [degrade["widgets_values"][4]] == [50]
     assert len(dncnn["outputs"][0]["links"]) == 1
+
+
+# ------------------------------------------------------- the short path: Make Realistic
+def test_the_short_path_examples_are_there():
+    assert {p.stem for p in SIMPLE} == {"deepot_make_realistic_upscale", "deepot_make_realistic_denoise",
+                                        "deepot_make_realistic_reuse"}
+
+
+@pytest.mark.parametrize("path", SIMPLE, ids=lambda p: p.stem)
+def test_short_path_examples_are_small_and_end_in_make_realistic(path):
+    workflow = wt.load(path)
+    real = [n for n in workflow["nodes"] if n["type"] not in wt.VIRTUAL_NODES]
+    assert len(real) <= MAX_SIMPLE_NODES
+    make = only(workflow, "DeepOT_MakeRealistic")
+    inputs = wt.linked_inputs(workflow, make)
+    assert inputs["vae"][0]["type"] == "VAELoader" and inputs["vae"][0]["widgets_values"] == ["taesd"]
+    assert "ImageUpscaleWithModel" in wt.upstream_types(workflow, inputs["restored"][0]) | {inputs["restored"][0]["type"]}
+    assert ("natural" in inputs) != ("transport" in inputs)
+    save = only(workflow, "SaveImage")
+    assert wt.linked_inputs(workflow, save)["images"][0] is make  # the realistic image is what gets saved
+    assert "Make Realistic" in only(workflow, "Note")["widgets_values"][0]
+
+
+def test_example_a_upscales_any_photo_and_learns_from_the_photo_folder():
+    workflow = example("deepot_make_realistic_upscale")
+    make = only(workflow, "DeepOT_MakeRealistic")
+    inputs = wt.linked_inputs(workflow, make)
+    assert inputs["restored"][0]["type"] == "ImageUpscaleWithModel"
+    assert inputs["natural"][0]["type"] == "DeepOT_LoadImageFolder"
+    assert inputs["natural"][0]["widgets_values"][0] == PHOTO_FOLDER
+    assert only(workflow, "UpscaleModelLoader")["widgets_values"] == [COMPACT["name"]]
+    assert make["widgets_values"][4] is True  # harmonise: the photos are another collection
+
+
+def test_example_b_fits_dncnn_pairs_of_the_photos_without_harmonising():
+    workflow = example("deepot_make_realistic_denoise")
+    make = only(workflow, "DeepOT_MakeRealistic")
+    inputs = wt.linked_inputs(workflow, make)
+    assert inputs["restored"][0]["type"] == "DeepOT_UndoNoiseClipping"
+    assert inputs["natural"][0]["type"] == "DeepOT_LoadImageFolder"
+    assert "DeepOT_LoadImageFolder" in wt.upstream_types(workflow, inputs["restored"][0])
+    assert_undo_matches_the_noise(workflow)
+    assert make["widgets_values"][4] is False  # pairs share a palette: no harmonising
+
+
+def test_example_c_applies_the_file_the_taesd_example_saves():
+    workflow = example("deepot_make_realistic_reuse")
+    inputs = wt.linked_inputs(workflow, only(workflow, "DeepOT_MakeRealistic"))
+    assert inputs["transport"][0]["type"] == "DeepOT_LoadLatentTransport"
+    assert inputs["transport"][0]["widgets_values"] == [DENOISE["deepot_denoise_dncnn_taesd"][1] + ".safetensors"]
+    assert inputs["restored"][0]["type"] == "DeepOT_UndoNoiseClipping"
 
 
 # ------------------------------------------------- the checker itself can fail
