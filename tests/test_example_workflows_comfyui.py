@@ -32,13 +32,15 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "example_workflows"
 PRE_V3 = Path(__file__).resolve().parent / "fixtures" / "pre_v3"
 #: Order matters: each reuse example loads the file an earlier example saves.
 STOCK = ["deepot_few_shot_calibration", "deepot_zero_shot", "deepot_full_recipe_unpaired", "deepot_reuse"]
-REAL_MODELS = ["deepot_denoise_dncnn_taesd", "deepot_denoise_dncnn_taef1", "deepot_reuse_dncnn_taesd"]
+REAL_MODELS = ["deepot_denoise_dncnn_taesd", "deepot_denoise_dncnn_taef1", "deepot_reuse_dncnn_taesd",
+               "deepot_make_realistic_upscale", "deepot_make_realistic_denoise", "deepot_make_realistic_reuse"]
 #: Saved images per run: the images of the batch the example blends, times its perceptions.
 SAVED = {"deepot_few_shot_calibration": 1, "deepot_zero_shot": 5, "deepot_full_recipe_unpaired": 2,
          "deepot_reuse": 2, "deepot_denoise_dncnn_taesd": 3, "deepot_denoise_dncnn_taef1": 3,
-         "deepot_reuse_dncnn_taesd": 1}
+         "deepot_reuse_dncnn_taesd": 1, "deepot_make_realistic_upscale": 1, "deepot_make_realistic_denoise": 12,
+         "deepot_make_realistic_reuse": 1}
 #: What the real-model examples need in the checkout's model folders.
-NEEDED_FILES = {"upscale_models": ["dncnn_color_blind.pth"],
+NEEDED_FILES = {"upscale_models": ["dncnn_color_blind.pth", "4x_Compact_Pretrain.safetensors"],
                 "vae_approx": ["taesd_encoder.", "taesd_decoder.", "taef1_encoder.", "taef1_decoder."]}
 #: ComfyUI ships this picture in input/; the stock examples crop 256-pixel tiles out of it.
 EXAMPLE_IMAGE, EXAMPLE_SIZE = "example.png", 768
@@ -172,6 +174,33 @@ def test_real_model_reuse_shows_the_file_it_loads(results, comfy):
     (shown,) = entry["outputs"][of_type(prompt, "DeepOT_LoadLatentTransport")]["text"]
     assert shown.splitlines()[:4] == ["deepot_dncnn_taesd.safetensors", "space: comfy:taesd", "channels: 4",
                                       "patch: 3×3 (D = 36)"]
+
+
+@pytest.mark.parametrize("name, fitted, size", [("deepot_make_realistic_upscale", True, EXAMPLE_SIZE),
+                                                ("deepot_make_realistic_denoise", True, 384),
+                                                ("deepot_make_realistic_reuse", False, EXAMPLE_SIZE)])
+def test_make_realistic_shows_before_after_and_its_report(results, comfy, name, fitted, size):
+    prompt, entry = result(results, comfy, name)
+    shown = entry["outputs"][of_type(prompt, "DeepOT_MakeRealistic")]
+    (report,) = shown["text"]
+    assert ("fitted on 12 natural photo(s)" in report) == fitted and ("no fit" in report) != fitted
+    (sheet,) = shown["images"]  # the restored image (p = 0) beside the result
+    assert integration.view_image(comfy, sheet).size[0] > 2 * 128
+    (saved,) = saved_images(prompt, entry)[:1]
+    with integration.view_image(comfy, saved) as image:  # whole: the restored image's size, not the VAE's crop
+        assert image.size == (size, size)
+
+
+def test_make_realistic_moves_the_slider_without_refitting(results, comfy, definitions):
+    """Only perception changed: ComfyUI runs the node again, the node reuses its fit and says so."""
+    prompt, _ = result(results, comfy, "deepot_make_realistic_upscale")
+    prompt = json.loads(json.dumps(prompt))
+    make = of_type(prompt, "DeepOT_MakeRealistic")
+    prompt[make]["inputs"]["perception"] = 0.5
+    entry = comfy.queue(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    (report,) = entry["outputs"][make]["text"]
+    assert report.startswith("reused the fit")
 
 
 # ------------------------------------------------- workflows saved before the V3 nodes

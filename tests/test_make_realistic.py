@@ -236,3 +236,29 @@ def test_an_image_too_small_for_the_patch_says_how_large():
     with pytest.raises(ValueError, match="smaller than patch_size 3; use a smaller patch_size or larger images"):
         node_harness.run(MAKE, restored=textured(0, 1, 6, 6), vae=ToyVAE(), natural=textured(1, 1, 32, 32),
                          perception=1.0)
+
+
+def test_cancel_stops_the_node_between_steps_and_keeps_no_half_fit(monkeypatch, fresh_cache):
+    """ComfyUI's Cancel raises from the progress callback: the node stops there and caches nothing."""
+    bridge = node_harness.load_pack().nodes.comfy_bridge
+    steps = []
+
+    class Interrupted(Exception):
+        pass
+
+    def check():
+        steps.append(1)
+        if len(steps) == 4:
+            raise Interrupted
+
+    monkeypatch.setattr(bridge, "check_interrupted", check)
+    vae = ToyVAE()
+    with pytest.raises(Interrupted):
+        node_harness.run(MAKE, restored=textured(0, 1, 32, 32), vae=vae, natural=textured(1, 2, 32, 32),
+                         perception=1.0)
+    assert len(steps) == 4 and not fresh_cache.entries
+    assert not [c for c in vae.calls if c[0] == "decode"]  # stopped before decoding anything
+    monkeypatch.setattr(bridge, "check_interrupted", lambda: steps.append(1))
+    steps.clear()
+    node_harness.run(MAKE, restored=textured(0, 1, 32, 32), vae=vae, natural=textured(1, 2, 32, 32), perception=1.0)
+    assert len(steps) >= 10  # every fit, transport and blend step reported progress
