@@ -49,7 +49,7 @@ def _downscale(autoencoder) -> int:
 
 def encode_images(autoencoder, images: torch.Tensor) -> torch.Tensor:
     """E(images): RGB only, padded to the autoencoder's multiple."""
-    rgb = check_image(images, "images")[..., :3]
+    rgb = check_image(images, "images")[..., :3].float()
     if rgb.shape[-1] == 1:
         rgb = rgb.expand(*rgb.shape[:-1], 3)
     return autoencoder.encode(pad_to_multiple(rgb, _downscale(autoencoder)))

@@ -27,7 +27,7 @@ from ..colour import colour_gap, harmonise_colours
 from ..constants import (DEFAULT_DETAIL_SIGMA, DEFAULT_EPS, DEFAULT_NATURAL_FLOORS, DEFAULT_NATURAL_SLOPES,
                          DEFAULT_PATCH_SIZE)
 from ..errors import TransportInputError
-from ..image_ops import pad_to_multiple
+from ..realistic import decode_latents, decode_transport, encode_images
 from ..statistics import PatchStatistics
 from ..transport import LatentTransport
 from .spaces import PIXEL_SPACE, SPACE_KEY
@@ -66,14 +66,8 @@ def full_recipe(paired: bool, detail_sigma: float = DEFAULT_DETAIL_SIGMA,
 
 
 # ---------------------------------------------------------------------------- encode / decode
-def encode(space, image: torch.Tensor) -> torch.Tensor:
-    """Encode one IMAGE [B,H,W,3] (padded so the VAE does not crop it)."""
-    return space.encode(pad_to_multiple(image[..., :3].float(), space.downscale))
-
-
-def decode(space, latents: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Decode and crop back to the image size before padding."""
-    return space.decode(latents)[:, :height, :width]
+#: Encode an IMAGE padded to the space's multiple; decode and crop back (the one copy lives in ``realistic``).
+encode, decode = encode_images, decode_latents
 
 
 def collect_statistics(space, images: Sequence[torch.Tensor], patch_size: int = DEFAULT_PATCH_SIZE,
@@ -125,10 +119,8 @@ def fit_transport(space, natural: Sequence[torch.Tensor], restored: Optional[Seq
 def transport_image(space, transport: LatentTransport, restored: torch.Tensor,
                     strength: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """Decoded transport D(T(z)) and reconstruction D(z) of one restored IMAGE, both at its size."""
-    h, w = restored.shape[1:3]
-    z = encode(space, restored)
-    moved = transport.apply(z, strength=strength)
-    return decode(space, moved, h, w), decode(space, z, h, w)
+    decoded = decode_transport(space, restored, transport, strength=strength)
+    return decoded.transported, decoded.reconstructed
 
 
 def blend(restored: torch.Tensor, transported: torch.Tensor, reconstructed: torch.Tensor,
