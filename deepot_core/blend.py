@@ -50,6 +50,7 @@ from .image_ops import check_image, gaussian_blur, match_batches, match_sizes, s
 from .natural_marginal import SHAPE_RANGE, match_marginal
 from .pyramid import collapse, laplacian_pyramid_bchw
 from .validation import check_scalar
+from .video import carry_detail
 
 #: Largest detail σ in pixels; beyond it the band holds the low frequencies it is meant to exclude.
 MAX_DETAIL_SIGMA = 64.0
@@ -119,12 +120,16 @@ def natural_slope_gains(base: torch.Tensor, band: torch.Tensor,
 
 
 def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Sequence[float],
-           floors: Sequence[float] = ()) -> torch.Tensor:
+           floors: Sequence[float] = (), per_clip: bool = False) -> torch.Tensor:
+    """Per image, or with ``per_clip`` one gain per level for the whole batch (a clip's frames), from its pooled
+    energies, so the gains do not flicker as content enters and leaves the frame."""
+    dims = (0, 1, 2, 3) if per_clip else (1, 2, 3)
+
     def energy(x):
-        return x.double().pow(2).mean(dim=(1, 2, 3))
+        return x.double().pow(2).mean(dim=dims).expand(x.shape[0])
 
     def cross(x, y):
-        return (x.double() * y.double()).mean(dim=(1, 2, 3))
+        return (x.double() * y.double()).mean(dim=dims).expand(x.shape[0])
 
     levels = len(slopes)
     gains = torch.ones(bands_r[0].shape[0], levels, dtype=torch.float64, device=bands_r[0].device)
@@ -140,7 +145,7 @@ def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Seq
 
 
 def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence[float],
-                        floors: Sequence[float] = ()) -> torch.Tensor:
+                        floors: Sequence[float] = (), per_clip: bool = False) -> torch.Tensor:
     """``band`` with its finest pyramid levels scaled by ``natural_slope_gains`` (IMAGE layout in and out)."""
     h, w = base.shape[1:3]
     levels = min(len(slopes), max(0, min(h, w).bit_length() - 2))  # the pyramid needs 2^(levels+1) pixels
@@ -149,7 +154,7 @@ def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence
     slopes, floors = list(slopes)[:levels], list(floors)[:levels]
     bands = laplacian_pyramid_bchw(band.permute(0, 3, 1, 2), levels + 1)
     gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), bands, slopes,
-                   floors).to(band.dtype)
+                   floors, per_clip).to(band.dtype)
     bands = [x * gains[:, k, None, None, None] if k < levels else x for k, x in enumerate(bands)]
     return collapse(bands).permute(0, 2, 3, 1)
 
@@ -172,7 +177,7 @@ def _natural_marginal_band(base: torch.Tensor, band: torch.Tensor, shape: float)
 
 
 def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
-                natural_marginal=None):
+                natural_marginal=None, video=False):
     """(base, alpha, step) with out = clip(base + p·step): everything that does not depend on the perception, so a
     sweep checks, crops, blurs and caps once, not once per value."""
     detail_sigma = check_scalar(detail_sigma, "detail_sigma", 0.0, MAX_DETAIL_SIGMA)
@@ -196,9 +201,11 @@ def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slop
     if detail_sigma > 0:
         delta = delta - gaussian_blur(delta, detail_sigma)
     if slopes:
-        delta = _natural_slope_band(base, delta, slopes, floors)
+        delta = _natural_slope_band(base, delta, slopes, floors, per_clip=video)
     if marginal is not None:
         delta = _natural_marginal_band(base, delta, marginal)
+    if video:
+        delta = carry_detail(base, delta)
     return base, alpha, delta
 
 
@@ -212,7 +219,7 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
              detail_sigma: float = DEFAULT_DETAIL_SIGMA,
              natural_slopes: Optional[Sequence[float]] = DEFAULT_NATURAL_SLOPES,
              natural_floors: Optional[Sequence[float]] = DEFAULT_NATURAL_FLOORS,
-             natural_marginal: Optional[float] = None) -> torch.Tensor:
+             natural_marginal: Optional[float] = None, video: bool = False) -> torch.Tensor:
     """Pick a point on the perception–distortion curve; IMAGE tensors [B,H,W,C] in, IMAGE out.
 
     ``perception`` 0 returns the restored image, 1 the full transport, −1..2
@@ -221,20 +228,22 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
     ``detail_sigma``, ``natural_slopes`` (the per-level cap), ``natural_floors``
     (the per-level floor) and ``natural_marginal`` (the shape of the finest level's
     marginal) only act with ``reconstructed`` (σ 0 turns the band off; slopes None
-    turn cap and floor off, floors None only the floor, marginal None the marginal).
+    turn cap and floor off, floors None only the floor, marginal None the marginal). ``video``: the batch is the
+    frames of one clip, in order: the band's gains are chosen once for the clip and the band is carried along the
+    clip's motion (``video.carry_detail``), so the added detail moves with the picture.
     """
     perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
     return _at(*_blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
-                            natural_marginal), perception)
+                            natural_marginal, video), perception)
 
 
 def pd_sweep(restored, transported, perceptions, reconstructed=None, detail_sigma=DEFAULT_DETAIL_SIGMA,
              natural_slopes=DEFAULT_NATURAL_SLOPES, natural_floors=DEFAULT_NATURAL_FLOORS,
-             natural_marginal=None):
+             natural_marginal=None, video=False):
     """``pd_blend`` at several perceptions, concatenated along the batch (perception-major)."""
     if len(perceptions) == 0:
         raise TransportInputError("give at least one perception value.")
     values = [check_scalar(p, "perception", STRENGTH_MIN, STRENGTH_MAX) for p in perceptions]
     parts = _blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,
-                        natural_marginal)
+                        natural_marginal, video)
     return torch.cat([_at(*parts, p) for p in values])

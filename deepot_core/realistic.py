@@ -96,10 +96,24 @@ def fit_on_images(autoencoder, restored: torch.Tensor, natural: torch.Tensor,
     return transport
 
 
+def apply_to_clip(transport: LatentTransport, latents: torch.Tensor, strength: float = 1.0,
+                  video: bool = False, mask: Optional[torch.Tensor] = None, progress: ProgressCallback = None):
+    """``transport.apply``; with ``video`` a batch of frame latents [T,C,H,W] is one clip [1,C,T,H,W] (5-D latents
+    already are), which changes only a zero-shot transport: one source for the whole clip."""
+    if not video or latents.ndim != 4:
+        return transport.apply(latents, strength=strength, mask=mask, progress=progress)
+    clip = latents.movedim(0, 1).unsqueeze(0)  # a mask of one per frame still applies frame by frame
+    return transport.apply(clip, strength=strength, mask=mask, progress=progress)[0].movedim(0, 1)
+
+
 def decode_transport(autoencoder, restored: torch.Tensor, transport: LatentTransport, strength: float = 1.0,
-                     device: Optional[torch.device] = None,
-                     progress: ProgressCallback = None) -> TransportedDecode:
-    """D(T(E(r))) and D(E(r)), both at the restored images' size; ``device`` is where the map runs."""
+                     device: Optional[torch.device] = None, progress: ProgressCallback = None,
+                     video: bool = False) -> TransportedDecode:
+    """D(T(E(r))) and D(E(r)), both at the restored images' size; ``device`` is where the map runs.
+
+    ``video``: the batch is one clip's frames, so a zero-shot transport takes its source statistics from the
+    whole clip once instead of from every frame.
+    """
     if not isinstance(transport, LatentTransport):
         raise TransportInputError(f"transport must be a LatentTransport, got {type(transport).__name__}; "
                                   "fit one or load a transport file.")
@@ -108,7 +122,7 @@ def decode_transport(autoencoder, restored: torch.Tensor, transport: LatentTrans
     step = _stage(progress, 0, TRANSPORT_STEPS)
     z = encode_images(autoencoder, restored)
     step(1)
-    moved = transport.apply(z if device is None else z.to(device), strength=strength).to(z.device)
+    moved = apply_to_clip(transport, z if device is None else z.to(device), strength, video).to(z.device)
     step(2)
     transported = decode_latents(autoencoder, moved, height, width)
     step(3)
@@ -120,17 +134,18 @@ def decode_transport(autoencoder, restored: torch.Tensor, transport: LatentTrans
 def make_realistic(autoencoder, restored: torch.Tensor, perceptions: Sequence[float] = (1.0,),
                    natural: Optional[torch.Tensor] = None, transport: Optional[LatentTransport] = None,
                    patch_size: int = DEFAULT_PATCH_SIZE, eps: float = DEFAULT_EPS, harmonise: bool = True,
-                   detail_sigma: float = DEFAULT_DETAIL_SIGMA,
-                   device: Optional[torch.device] = None) -> Tuple[torch.Tensor, LatentTransport]:
+                   detail_sigma: float = DEFAULT_DETAIL_SIGMA, device: Optional[torch.device] = None,
+                   video: bool = False) -> Tuple[torch.Tensor, LatentTransport]:
     """Realistic versions of ``restored`` at each perception (perception-major batch), and the transport used.
 
     Give ``natural`` photos to fit a transport on them and on ``restored`` itself, or a fitted ``transport``.
+    ``video``: ``restored`` is one clip's frames, in order (``video.carry_detail``).
     """
     if transport is None:
         if natural is None:
             raise TransportInputError("give natural photos to learn the look from, or a fitted transport.")
         transport = fit_on_images(autoencoder, restored, natural, patch_size, eps, harmonise, device)
-    decoded = decode_transport(autoencoder, restored, transport, device=device)
+    decoded = decode_transport(autoencoder, restored, transport, device=device, video=video)
     out = pd_sweep(restored, decoded.transported, list(perceptions), reconstructed=decoded.reconstructed,
-                   detail_sigma=detail_sigma)
+                   detail_sigma=detail_sigma, video=video)
     return out, transport

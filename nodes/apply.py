@@ -1,10 +1,11 @@
 """Apply Latent Transport: move every latent patch along the fitted W2 map."""
 from ..deepot_core.constants import STRENGTH_MAX, STRENGTH_MIN
 from ..deepot_core.errors import TransportInputError
+from ..deepot_core.realistic import apply_to_clip
 from ..deepot_core.transport import LatentTransport
 from . import comfy_bridge as bridge
 from .comfy_v3 import io
-from .common import CATEGORY, Transport
+from .common import CATEGORY, VIDEO_TOOLTIP, Transport
 from .guard import check_mask_not_empty, latent_samples, node_errors, with_samples
 
 DISPLAY_NAME = "Apply Latent Transport"
@@ -35,6 +36,7 @@ class ApplyLatentTransport(io.ComfyNode):
                                        "below 0 moves away from natural."),
                 io.Mask.Input("mask", optional=True, tooltip="Where to transport (white = full strength, black = "
                                                              "unchanged); image or latent resolution."),
+                io.Boolean.Input("video_frames", default=False, optional=True, tooltip=VIDEO_TOOLTIP),
             ],
             outputs=[io.Latent.Output(tooltip="The transported latent; every other key of the input LATENT is "
                                               "kept.")],
@@ -42,11 +44,11 @@ class ApplyLatentTransport(io.ComfyNode):
 
     @classmethod
     @node_errors(DISPLAY_NAME)
-    def execute(cls, latent, transport, strength, mask=None):
+    def execute(cls, latent, transport, strength, mask=None, video_frames=False):
         transport = check_transport(transport)
         samples = latent_samples(latent, "latent")
         check_mask_not_empty(mask, "mask")
         device = bridge.torch_device()
-        out = transport.apply(samples.to(device), strength=strength, mask=None if mask is None else mask.to(device),
-                              progress=bridge.Progress().stage())
+        out = apply_to_clip(transport, samples.to(device), strength, bool(video_frames),
+                            mask=None if mask is None else mask.to(device), progress=bridge.Progress().stage())
         return io.NodeOutput(with_samples(latent, out.to(bridge.intermediate_device())))

@@ -5,7 +5,7 @@ from ..deepot_core.blend import MAX_DETAIL_SIGMA, pd_sweep
 from ..deepot_core.constants import DEFAULT_DETAIL_SIGMA, STRENGTH_MAX, STRENGTH_MIN
 from ..deepot_core.errors import TransportInputError
 from .comfy_v3 import io, ui
-from .common import CATEGORY
+from .common import CATEGORY, VIDEO_TOOLTIP
 from .guard import node_errors
 from .sweep_preview import sweep_sheet
 
@@ -59,6 +59,7 @@ class PDBlend(io.ComfyNode):
                                 tooltip="Several perceptions at once, comma-separated (e.g. '0, 0.25, 0.5, 1'): "
                                         "one output image per value, and a labelled preview sheet. Empty = use "
                                         "the perception widget."),
+                io.Boolean.Input("video_frames", default=False, optional=True, tooltip=VIDEO_TOOLTIP),
             ],
             outputs=[io.Image.Output(tooltip="The blended images; with a perceptions list, every image at each "
                                              "value in turn.")],
@@ -66,10 +67,11 @@ class PDBlend(io.ComfyNode):
 
     @classmethod
     @node_errors(DISPLAY_NAME)
-    def execute(cls, restored, transported, perception, detail_sigma, reconstructed=None, perceptions=""):
+    def execute(cls, restored, transported, perception, detail_sigma, reconstructed=None, perceptions="",
+                video_frames=False):
         values = parse_perceptions(perceptions or "")
         out = pd_sweep(restored, transported, values or [perception], reconstructed=reconstructed,
-                       detail_sigma=detail_sigma)
+                       detail_sigma=detail_sigma, video=bool(video_frames))
         if not values:
             return io.NodeOutput(out)
         return io.NodeOutput(out, ui=ui.PreviewImage(sweep_sheet(out, values), cls=cls))

@@ -7,3 +7,7 @@ CATEGORY = "latent/transport"
 TRANSPORT_TYPE = "LATENT_TRANSPORT"
 #: The socket type for schemas: ``Transport.Input(...)`` / ``Transport.Output(...)``.
 Transport = io.Custom(TRANSPORT_TYPE)
+#: The video switch every node that blends or transports a batch offers (its input name contains "video").
+VIDEO_TOOLTIP = ("The batch is the frames of one clip, in order (Load Video, a video VAE's decode): the detail "
+                 "the transport adds follows the picture's motion instead of re-forming in every frame, and "
+                 "per-clip choices (gains, a zero-shot transport's source) are made once for the clip.")

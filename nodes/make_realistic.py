@@ -22,7 +22,7 @@ from . import comfy_bridge as bridge
 from .apply import check_transport
 from .blend import parse_perceptions
 from .comfy_v3 import io, ui
-from .common import CATEGORY, Transport
+from .common import CATEGORY, VIDEO_TOOLTIP, Transport
 from .fit import palette_hint
 from .guard import node_errors
 from .sweep_preview import sweep_sheet
@@ -107,12 +107,12 @@ class FitCache:
 FIT_CACHE = FitCache()
 
 
-def _prepare(vae, restored, natural, transport, patch_size, eps, harmonise, tile_size, progress):
+def _prepare(vae, restored, natural, transport, patch_size, eps, harmonise, tile_size, video, progress):
     """(TransportedDecode, report lines, reused?) for these inputs, from the cache when nothing it uses changed."""
     objects = (vae,) if transport is None else (vae, transport)
     key = (id(vae), fingerprint(restored), None if transport is not None else fingerprint(natural),
            None if transport is None else id(transport), int(patch_size), float(eps), bool(harmonise),
-           int(tile_size))
+           int(tile_size), video)
     cached = FIT_CACHE.get(key, objects)
     if cached is not None:
         return cached[0], cached[1], True
@@ -130,7 +130,7 @@ def _prepare(vae, restored, natural, transport, patch_size, eps, harmonise, tile
         lines.append("transport connected: no fit" + ("; 'natural' is ignored" if natural is not None else ""))
         lines.append(transport.report())
     decoded = decode_transport(autoencoder, restored, transport, device=device,
-                               progress=progress.stage(FIT_STEPS))
+                               progress=progress.stage(FIT_STEPS), video=video)
     FIT_CACHE.fits += 1
     FIT_CACHE.put(key, objects, (decoded, lines))
     return decoded, lines, False
@@ -182,6 +182,7 @@ class MakeRealistic(io.ComfyNode):
                              tooltip="0 = ComfyUI decides (it tiles by itself when memory runs short); else encode "
                                      "and decode in tiles of this many pixels, as VAE Decode (Tiled) does, for "
                                      "large images on small GPUs."),
+                io.Boolean.Input("video_frames", default=False, optional=True, tooltip=VIDEO_TOOLTIP),
             ],
             outputs=[
                 io.Image.Output(display_name="images", tooltip="The realistic images; with a perceptions list, "
@@ -197,7 +198,7 @@ class MakeRealistic(io.ComfyNode):
     @node_errors(DISPLAY_NAME)
     def execute(cls, restored, vae, perception, natural=None, transport=None, perceptions="",
                 patch_size=DEFAULT_PATCH_SIZE, detail_sigma=DEFAULT_DETAIL_SIGMA, harmonise=True, eps=DEFAULT_EPS,
-                tile_size=0):
+                tile_size=0, video_frames=False):
         if natural is None and transport is None:
             raise TransportInputError(
                 "connect 'natural' (a dozen clean photos of the kind you restore, e.g. from Load Image Folder) to "
@@ -212,11 +213,12 @@ class MakeRealistic(io.ComfyNode):
         values = parse_perceptions(perceptions or "") or [perception]
         progress = bridge.Progress(FIT_STEPS + TRANSPORT_STEPS + 1)
         decoded, lines, reused = _prepare(vae, restored, natural, transport, patch_size, eps, harmonise, tile_size,
-                                          progress)
+                                          bool(video_frames), progress)
         device = bridge.torch_device()
         shown = [0.0] + values  # the restored image (perception 0) leads the preview: before and after
         both = pd_sweep(restored.to(device), decoded.transported.to(device), shown,
-                        reconstructed=decoded.reconstructed.to(device), detail_sigma=detail_sigma)
+                        reconstructed=decoded.reconstructed.to(device), detail_sigma=detail_sigma,
+                        video=bool(video_frames))
         progress.stage(FIT_STEPS + TRANSPORT_STEPS)(1, 1)
         out = both[restored.shape[0]:].to(bridge.intermediate_device())
         report = "\n".join(([("reused the fit and decodes of the last run with these inputs (only perception or "

@@ -262,3 +262,18 @@ def test_cancel_stops_the_node_between_steps_and_keeps_no_half_fit(monkeypatch, 
     steps.clear()
     node_harness.run(MAKE, restored=textured(0, 1, 32, 32), vae=vae, natural=textured(1, 2, 32, 32), perception=1.0)
     assert len(steps) >= 10  # every fit, transport and blend step reported progress
+
+
+def test_video_frames_blends_the_batch_as_one_clip():
+    """The switch reaches the blend (detail carried along the clip) and changes nothing at perception 0."""
+    vae = ToyVAE()
+    photo = smooth(textured(11, 1, 64, 96))
+    clip = torch.cat([photo[:, :, t * 4:t * 4 + 48] for t in range(4)])  # a 4-px pan
+    natural = textured(12, 2, 48, 48)
+    off = node_harness.run_node(MAKE, restored=clip, vae=vae, natural=natural, perceptions="0, 1", perception=1.0)
+    on = node_harness.run_node(MAKE, restored=clip, vae=vae, natural=natural, perceptions="0, 1", perception=1.0,
+                               video_frames=True)
+    assert torch.equal(on[0][:4], off[0][:4])
+    assert not torch.allclose(on[0][4:], off[0][4:])
+    expected, _ = chain(vae, clip, natural, perceptions="0, 1")
+    assert torch.allclose(off[0], expected, atol=1e-6)  # video mode off is the chain, as before

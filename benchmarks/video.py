@@ -1,0 +1,213 @@
+"""Video without shimmer: does the added detail move with the picture? Video mode off and on, on synthetic clips.
+
+Clips are made from held-out development photos as a camera would film them: a window moved by a fixed number of
+pixels per frame (1–7 px, and 0.5 px sub-pixel), or a slow zoom, rendered by bicubic resampling of the photo.
+Each frame is degraded and restored on its own (×4 SR by CARN-M, or σ = 50 noise, fresh every frame, denoised by
+FFDNet with the clipping bias undone). Make Realistic's recipe then runs on the clip: the transport is fitted on
+12 Kodak photos (harmonised) and the clip's restored frames, both latents of every frame are decoded once, and the
+blend runs with video mode off and on. Per clip, space, task and mode it prints:
+
+- shimmer: mean |band of frame t+1 moved back by the true motion − band of frame t| / mean |band|, over the
+  pixels both frames see (band = output − restored frame; 0: the detail is glued to the picture);
+- detail: mean band energy, and with video mode on its ratio to video mode off;
+- ΔPSNR, SWD and patch-FD per frame (ratios to the restored frames; to the clean frames), at perception 1.
+
+    python benchmarks/video.py --vae taesd pixel_space --tasks sr4 denoise50 --frames 16 --size 256
+
+``--time`` also times Make Realistic's blend on 64 frames of 512² with video mode off and on (the CPU cost the
+issue bounds at 2×). Writes video.md and video.json to --out, and a clip strip (video_strip.png) of a few frames.
+"""
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.pd_curve import SPACES, Restorer, load_set, space_spec  # noqa: E402
+from deepot_core.blend import pd_sweep  # noqa: E402
+from deepot_core.realistic import decode_transport, fit_on_images  # noqa: E402
+from deepot_core.tooling import experiments as E  # noqa: E402
+from deepot_core.tooling.imageio import list_images, load_image, save_image  # noqa: E402
+from deepot_core.tooling.spaces import resolve_space  # noqa: E402
+
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+#: Motions per frame: (name, (dx, dy) in output pixels, zoom factor per frame).
+CLIPS = [(f"pan {k} px", (float(k), 0.0), 1.0) for k in range(1, 8)] + [
+    ("pan 0.5 px", (0.5, 0.25), 1.0), ("zoom 1%", (0.0, 0.0), 1.01)]
+#: Pixels at the border left out of every measure (bicubic rendering and padding effects).
+MARGIN = 8
+#: Reflect padding before a Fourier shift, so the frame's edges do not wrap around.
+FFT_PAD = 16
+
+
+def render_clip(photo: torch.Tensor, size: int, frames: int, shift, zoom: float) -> torch.Tensor:
+    """[T,size,size,3] windows of ``photo`` [1,H,W,3]: frame t sees the photo at c + t·shift + (x − c)/zoom^t."""
+    _, h, w, _ = photo.shape
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    c = (size - 1) / 2
+    x0 = (w - size - frames * abs(shift[0])) / 2 + (frames * abs(shift[0]) if shift[0] < 0 else 0)
+    y0 = (h - size - frames * abs(shift[1])) / 2 + (frames * abs(shift[1]) if shift[1] < 0 else 0)
+    out = []
+    for t in range(frames):
+        px = x0 + c + t * shift[0] + (xs - c) / zoom ** t
+        py = y0 + c + t * shift[1] + (ys - c) / zoom ** t
+        grid = torch.stack([px / (w - 1) * 2 - 1, py / (h - 1) * 2 - 1], dim=-1)[None].float()
+        frame = F.grid_sample(photo.permute(0, 3, 1, 2).float(), grid, mode="bicubic", align_corners=True)
+        out.append(frame.permute(0, 2, 3, 1).clamp(0, 1))
+    return torch.cat(out)
+
+
+def move_back(image: torch.Tensor, shift, zoom: float) -> torch.Tensor:
+    """Frame t+1's pixels at frame t's positions ([T,H,W,C] in and out): sample t+1 at c + (x − c − shift)·zoom.
+
+    A pan is an exact Fourier shift (of the reflect-padded frame), so the measure adds no interpolation blur of its
+    own; a zoom is resampled bicubically."""
+    if zoom == 1.0:
+        x = F.pad(image.permute(0, 3, 1, 2).double(), (FFT_PAD,) * 4, mode="reflect")
+        fy = torch.fft.fftfreq(x.shape[-2], dtype=torch.float64)[:, None]
+        fx = torch.fft.fftfreq(x.shape[-1], dtype=torch.float64)[None, :]
+        phase = torch.exp(-2j * math.pi * (fx * shift[0] + fy * shift[1]))
+        x = torch.fft.ifft2(torch.fft.fft2(x) * phase).real[..., FFT_PAD:-FFT_PAD, FFT_PAD:-FFT_PAD]
+        return x.float().permute(0, 2, 3, 1)
+    _, h, w, _ = image.shape
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+    c = ((w - 1) / 2, (h - 1) / 2)
+    px = c[0] + (xs - c[0] - shift[0]) * zoom
+    py = c[1] + (ys - c[1] - shift[1]) * zoom
+    grid = torch.stack([px / (w - 1) * 2 - 1, py / (h - 1) * 2 - 1], dim=-1)[None].float()
+    grid = grid.expand(image.shape[0], -1, -1, -1)
+    return F.grid_sample(image.permute(0, 3, 1, 2).float(), grid, mode="bicubic",
+                         align_corners=True).permute(0, 2, 3, 1)
+
+
+def shimmer(band: torch.Tensor, shift, zoom: float) -> float:
+    """Mean |band_{t+1} moved back − band_t| / mean |band|, inside the margin every pair of frames sees."""
+    back = move_back(band[1:], shift, zoom)
+    reach = MARGIN + int(math.ceil(max(abs(shift[0]), abs(shift[1])))) + int(math.ceil(band.shape[1] * (zoom - 1)))
+    inner = (slice(None), slice(reach, -reach), slice(reach, -reach))
+    diff = (back - band[:-1])[inner].abs().mean()
+    return float(diff / band[inner].abs().mean().clamp_min(1e-12))
+
+
+def clip_rows(space, space_name, task, clip, frames_clean, restore, natural) -> List[Dict]:
+    name, shift, zoom = clip
+    degraded = E.degrade(list(frames_clean.split(1)), task, seed=7)
+    with torch.inference_mode():
+        restored = torch.cat([r.clone() for r in restore(degraded)]).clamp(0, 1)
+    transport = fit_on_images(space, restored, natural)
+    decoded = decode_transport(space, restored, transport)
+    clean = list(frames_clean.split(1))
+    base = E.evaluate(list(restored.split(1)), clean, with_ssim=False)
+    rows, outputs = {}, {}
+    for video in (False, True):
+        t0 = time.perf_counter()
+        out = pd_sweep(restored, decoded.transported, [1.0], reconstructed=decoded.reconstructed, video=video)
+        seconds = time.perf_counter() - t0
+        band = out - restored
+        outputs[video] = out
+        metrics = E.evaluate(list(out.split(1)), clean, with_ssim=False)
+        rows[video] = {"space": space_name, "task": task, "clip": name, "video": video,
+                       "shimmer": shimmer(band, shift, zoom), "detail": float(band.pow(2).mean()),
+                       "psnr_loss": base["psnr"] - metrics["psnr"],
+                       "swd_ratio": metrics["swd_joint"] / base["swd_joint"],
+                       "patch_fd_ratio": metrics["patch_fd"] / base["patch_fd"], "blend_seconds": seconds}
+    rows[True]["detail_vs_off"] = rows[True]["detail"] / max(rows[False]["detail"], 1e-20)
+    rows[True]["swd_vs_off"] = rows[True]["swd_ratio"] / rows[False]["swd_ratio"]
+    rows[True]["patch_fd_vs_off"] = rows[True]["patch_fd_ratio"] / rows[False]["patch_fd_ratio"]
+    return [rows[False], rows[True], {"strip": (restored, outputs)}]
+
+
+def markdown(rows: List[Dict]) -> str:
+    lines = ["| space | task | clip | shimmer off → on | detail on/off | ΔPSNR off / on (dB) | SWD off / on | "
+             "patch-FD off / on |", "|---|---|---|---|---|---|---|---|"]
+    for off, on in zip(rows[0::2], rows[1::2]):
+        lines.append(f"| {off['space']} | {off['task']} | {off['clip']} | {off['shimmer']:.2f} → {on['shimmer']:.2f} "
+                     f"| {on['detail_vs_off']:.2f} | −{off['psnr_loss']:.2f} / −{on['psnr_loss']:.2f} | "
+                     f"{off['swd_ratio']:.2f} / {on['swd_ratio']:.2f} | "
+                     f"{off['patch_fd_ratio']:.2f} / {on['patch_fd_ratio']:.2f} |")
+    return "\n".join(lines)
+
+
+def strip(restored: torch.Tensor, outputs: Dict[bool, torch.Tensor], path: Path, frames=(0, 4, 8, 12),
+          crop=96) -> Path:
+    """Rows: restored, video mode off, video mode on; columns: frames (a crop, enlarged ×2)."""
+    rows = [restored] + [outputs[False], outputs[True]]
+    tiles = []
+    for r in rows:
+        tiles.append(torch.cat([F.interpolate(r[t:t + 1, :crop, :crop].permute(0, 3, 1, 2), scale_factor=2,
+                                              mode="nearest").permute(0, 2, 3, 1)[0] for t in frames
+                                if t < r.shape[0]], dim=1))
+    return save_image(torch.cat(tiles, dim=0)[None].clamp(0, 1), path)
+
+
+def time_blend(frames: int = 64, size: int = 512) -> Dict[str, float]:
+    """Seconds of the blend (what video mode adds to Make Realistic) on a synthetic pan of frames×size²."""
+    g = torch.Generator().manual_seed(0)
+    photo = F.avg_pool2d(torch.rand(1, 3, size + frames * 2 + 16, size + 16, generator=g), 3, 1, 1).permute(0, 2, 3, 1)
+    clip = render_clip(photo, size, frames, (2.0, 0.0), 1.0)
+    band = 0.05 * torch.randn(frames, size, size, 3, generator=g)
+    out = {}
+    for video in (False, True):
+        t0 = time.perf_counter()
+        pd_sweep(clip, clip + band, [1.0], reconstructed=clip, video=video)
+        out["on" if video else "off"] = time.perf_counter() - t0
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--vae", nargs="+", default=["taesd", "pixel_space"],
+                        help=f"latent spaces: {', '.join(SPACES)} or pixel_space")
+    parser.add_argument("--tasks", nargs="+", default=list(E.TASKS), choices=list(E.TASKS))
+    parser.add_argument("--clips", nargs="+", default=[c[0] for c in CLIPS])
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--photo", default="kodim20", help="a Kodak photo held out of the natural set")
+    parser.add_argument("--time", action="store_true", help="also time the blend on 64 frames of 512²")
+    parser.add_argument("--out", type=Path, default=Path("video_out"))
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    natural = torch.cat(load_set(args.data / "images" / "kodak24", 0, 12, 256))
+    photo_path = [p for p in list_images(args.data / "images" / "kodak24") if p.stem == args.photo][0]
+    photo = load_image(photo_path)
+    rows, strips = [], {}
+    for task in args.tasks:
+        restore = Restorer(task, args.data)
+        for space_name in args.vae:
+            space, _ = resolve_space("pixel" if space_name == "pixel_space" else space_spec(space_name, args.data))
+            for clip in [c for c in CLIPS if c[0] in args.clips]:
+                clean = render_clip(photo, args.size, args.frames, clip[1], clip[2])
+                off, on, extra = clip_rows(space, space_name, task, clip, clean, restore, natural)
+                rows += [off, on]
+                strips.setdefault((space_name, task), extra["strip"])
+                print(f"{space_name:8s} {task:9s} {clip[0]:10s} shimmer {off['shimmer']:.2f} → {on['shimmer']:.2f}"
+                      f"  detail ×{on['detail_vs_off']:.2f}  SWD ×{on['swd_vs_off']:.2f}"
+                      f"  patch-FD ×{on['patch_fd_vs_off']:.2f}", flush=True)
+    table = markdown(rows)
+    print(table)
+    text = "# Video mode: shimmer, detail and per-frame quality at perception 1\n\n" + table + "\n"
+    if args.time:
+        seconds = time_blend()
+        line = (f"\nBlend of 64 frames of 512² on the CPU: video mode off {seconds['off']:.1f} s, on "
+                f"{seconds['on']:.1f} s (×{seconds['on'] / seconds['off']:.2f}).\n")
+        print(line)
+        text += line
+    (args.out / "video.md").write_text(text)
+    (args.out / "video.json").write_text(json.dumps(rows, indent=1))
+    for (space_name, task), (restored, outputs) in strips.items():  # the first clip of each space and task
+        strip(restored, outputs, args.out / f"strip_{space_name}_{task}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Video mode: motion is found on the frames, the added detail rides on it, and video mode off is untouched."""
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.video import move_back
+from deepot_core import video as V
+from deepot_core.blend import _gains, pd_sweep
+from deepot_core.pyramid import laplacian_pyramid_bchw
+from deepot_core.realistic import apply_to_clip
+from deepot_core.statistics import PatchStatistics
+from deepot_core.transport import LatentTransport
+
+SIZE = 96
+
+
+def scene(seed: int = 0, size: int = 160) -> torch.Tensor:
+    """A textured grey-ish photo stand-in [1,size,size,3]: smooth shapes plus fine texture."""
+    g = torch.Generator().manual_seed(seed)
+    coarse = F.interpolate(torch.rand(1, 3, 10, 10, generator=g), size=(size, size), mode="bicubic",
+                           align_corners=False)
+    fine = F.avg_pool2d(torch.rand(1, 3, size, size, generator=g), 3, 1, 1)
+    return (0.6 * coarse + 0.4 * fine).clamp(0, 1).permute(0, 2, 3, 1)
+
+
+def window(image: torch.Tensor, dx: float, dy: float, size: int = SIZE, zoom: float = 1.0) -> torch.Tensor:
+    """The size² window of ``image`` whose pixel x shows image(c + (x − c)/zoom + (dx, dy)) (bicubic)."""
+    h, w = image.shape[1:3]
+    ys, xs = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    c = (size - 1) / 2
+    px = (w - size) / 2 + c + (xs - c) / zoom + dx
+    py = (h - size) / 2 + c + (ys - c) / zoom + dy
+    grid = torch.stack([px / (w - 1) * 2 - 1, py / (h - 1) * 2 - 1], -1)[None].float()
+    return F.grid_sample(image.permute(0, 3, 1, 2), grid, mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+
+
+@settings(max_examples=12, deadline=None)
+@given(dx=st.floats(-4, 4), dy=st.floats(-4, 4), seed=st.integers(0, 100))
+def test_the_flow_finds_a_pan_to_a_twentieth_of_a_pixel(dx, dy, seed):
+    photo = scene(seed)
+    before, after = V._grey(window(photo, 0, 0)), V._grey(window(photo, dx, dy))
+    flow = V.optical_flow(after, before)  # before(x + f) = after(x): f = (dx, dy)
+    inner = flow[..., 12:-12, 12:-12]
+    assert float((inner[:, 0] - dx).abs().mean()) < 0.05 and float((inner[:, 1] - dy).abs().mean()) < 0.05
+
+
+def test_the_flow_finds_a_zoom():
+    photo = scene(3)
+    before, after = V._grey(window(photo, 0, 0)), V._grey(window(photo, 0, 0, zoom=1.03))
+    params = V.global_motion(after, before)
+    assert abs(float(params[0, 1]) - (1 / 1.03 - 1)) < 2e-3 and abs(float(params[0, 4])) < 2e-3
+
+
+def pan_clip(frames: int, step: float, seed: int = 0):
+    """A pan's restored frames (smooth), and a fresh random band per frame (what each frame's decode adds)."""
+    photo = F.avg_pool2d(scene(seed, 256).permute(0, 3, 1, 2), 5, 1, 2).permute(0, 2, 3, 1)
+    restored = torch.cat([window(photo, t * step, 0) for t in range(frames)])
+    g = torch.Generator().manual_seed(seed + 1)  # decoded detail is band-limited, not white: a difference of Gaussians
+    noise = torch.randn(frames, 3, SIZE, SIZE, generator=g)
+    bands = 0.2 * (V._gauss(noise, 1.0) - V._gauss(noise, 3.0))
+    return restored, bands.permute(0, 2, 3, 1)
+
+
+@pytest.mark.parametrize("step", [1.0, 2.5, 0.5])
+def test_carried_detail_moves_with_the_picture(step):
+    restored, bands = pan_clip(6, step)
+    carried = V.carry_detail(restored, bands)
+    assert torch.equal(carried[0], bands[0])  # the first frame shows its own detail
+    for t in range(1, 6):
+        moved = move_back(carried[t:t + 1], (step, 0.0), 1.0)  # an exact Fourier shift: no blur of the measure's own
+        inner = (slice(None), slice(10, -10), slice(10, -10 - int(step) - 2))
+        shimmer = (moved - carried[t - 1:t])[inner].abs().mean() / carried[inner].abs().mean()
+        assert float(shimmer) < 0.15, (t, float(shimmer))
+    # where the pan reveals new picture (the right edge), the frame's own detail is shown
+    assert torch.equal(carried[5, :, -1], bands[5, :, -1])
+
+
+def test_a_scene_cut_is_never_smeared_across():
+    first, _ = pan_clip(1, 0.0, seed=0)
+    second = 1 - pan_clip(1, 0.0, seed=50)[0]
+    bands = 0.05 * torch.randn(2, SIZE, SIZE, 3, generator=torch.Generator().manual_seed(9))
+    carried = V.carry_detail(torch.cat([first, second]), bands)
+    assert torch.equal(carried, bands)
+
+
+def test_video_mode_keeps_perception_0_and_off_is_untouched():
+    restored, bands = pan_clip(4, 1.5)
+    transported = (restored + bands).clamp(0, 1)
+    off = pd_sweep(restored, transported, [0.0, 1.0], reconstructed=restored)
+    on = pd_sweep(restored, transported, [0.0, 1.0], reconstructed=restored, video=True)
+    assert torch.allclose(on[:4], restored.clamp(0, 1)) and torch.allclose(off[:4], on[:4])
+    assert not torch.allclose(on[4:], off[4:])
+    single = pd_sweep(restored[:1], transported[:1], [1.0], reconstructed=restored[:1], video=True)
+    assert torch.allclose(single, off[4:5])  # a one-frame clip: nothing to carry, gains of that frame
+
+
+def test_per_clip_gains_are_one_per_level_for_the_whole_clip():
+    restored, bands = pan_clip(4, 1.0)
+    base = laplacian_pyramid_bchw(restored.permute(0, 3, 1, 2), 4)
+    band = laplacian_pyramid_bchw((3 * bands).permute(0, 3, 1, 2), 4)
+    per_frame = _gains(base, band, (1.5, 1.0, 0.9), (1.2,))
+    per_clip = _gains(base, band, (1.5, 1.0, 0.9), (1.2,), per_clip=True)
+    assert torch.equal(per_clip, per_clip[:1].expand_as(per_clip))
+    assert float(per_clip.min()) < 1 and per_frame.shape == per_clip.shape
+
+
+def test_a_zero_shot_transport_takes_one_source_per_clip_in_video_mode():
+    g = torch.Generator().manual_seed(0)
+    natural = torch.randn(2, 4, 12, 12, generator=g)
+    transport = LatentTransport(None, PatchStatistics(3).update(natural))
+    frames = torch.randn(3, 4, 10, 10, generator=g) * torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1, 1)
+    clip = apply_to_clip(transport, frames, video=True)
+    assert torch.allclose(clip, transport.apply(frames.movedim(0, 1)[None])[0].movedim(0, 1))
+    assert not torch.allclose(clip, apply_to_clip(transport, frames))  # per frame: three sources
+    fitted = LatentTransport(PatchStatistics(3).update(frames), PatchStatistics(3).update(natural))
+    assert torch.allclose(apply_to_clip(fitted, frames, video=True), fitted.apply(frames), atol=1e-6)
