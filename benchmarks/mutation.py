@@ -25,16 +25,18 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-#: The method's modules: statistics, the map, its application, the transport, the blend, colour, files.
+#: The method's modules: statistics, the map, its application, the transport, the blend, colour, the one-call
+#: recipe, video, files.
 MODULES = ("statistics", "gaussian_ot", "patch_apply", "transport", "blend", "natural_marginal", "colour",
-           "serialization", "transport_document")
+           "realistic", "video", "serialization", "transport_document")
 #: Tests that exercise those modules (mutmut runs, per mutant, only the ones that reach the mutated function).
 TESTS = ("test_statistics.py", "test_statistics_contract.py", "test_gaussian_ot.py", "test_gaussian_ot_contract.py",
          "test_apply.py", "test_patch_apply_edges.py", "test_transport_contract.py", "test_blend.py",
          "test_natural_slope.py", "test_natural_floor.py", "test_natural_marginal.py", "test_colour.py",
          "test_serialization.py", "test_serialization_roundtrip.py", "test_serialization_fuzz.py",
          "test_transport_document.py", "test_golden_files.py", "test_hostile_core.py", "test_soak.py",
-         "test_distributed.py", "test_nodes.py", "test_nodes_files.py", "test_pipeline.py")
+         "test_distributed.py", "test_nodes.py", "test_nodes_files.py", "test_pipeline.py", "test_make_realistic.py",
+         "test_video.py")
 #: mutmut statuses that mean "a test noticed".
 KILLED = ("killed", "timeout")
 
