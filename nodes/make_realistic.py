@@ -33,8 +33,9 @@ DISPLAY_NAME = "Make Realistic (Deep OT)"
 MAX_TILE_SIZE, TILE_STEP = 4096, 64
 #: Overlap between tiles, as a fraction of the tile (VAE Decode (Tiled): 64 of 512).
 TILE_OVERLAP = 1 / 8
-#: Fits kept for reuse (each holds the transport and two decoded batches on ComfyUI's intermediate device).
-MAX_CACHED_FITS = 4
+#: Fits kept for reuse: each holds the transport and two decoded batches on ComfyUI's intermediate device (a 64-frame
+#: 512² clip: 400 MB), so only the last two (two Make Realistic nodes in one graph) are kept.
+MAX_CACHED_FITS = 2
 
 
 class ComfyAutoencoder:
