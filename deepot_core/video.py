@@ -28,6 +28,15 @@ FLOW_ITERATIONS, FLOW_WINDOW_SIGMA = 4, 3.0
 #: Tikhonov term of the per-pixel Lucas–Kanade system, relative to the frame's mean gradient energy: where a
 #: window holds much less structure than that (flat sky), the pixel keeps the camera's motion instead of noise.
 FLOW_REGULARISATION = 0.1
+#: A camera motion whose linear part moves no pixel by more than this (pixels, at the frame's edge) is a pure shift,
+#: and the detail is shifted exactly (``shift_exactly``) instead of interpolated.
+PURE_SHIFT_TOLERANCE = 0.05
+#: Reflect padding (pixels) before an exact shift, so the frame's edges do not wrap around.
+FFT_PAD = 16
+#: How much better (relative mean residual) an affine motion must fit than a pure shift to be taken.
+AFFINE_GAIN = 0.1
+#: Frames on each side in the local straight-line fit of the camera's path (``_smooth``).
+TRAJECTORY_RADIUS = 2
 #: Blur (Gaussian σ, pixels) of the restored frames before their motion is estimated: a restorer's aliasing
 #: stays on its input's pixel grid, and unblurred it pulls the estimate toward standing still (×4 SR: 0.87 px
 #: estimated for a 1 px pan; 0.98 with this blur).
@@ -142,9 +151,10 @@ def _residual(source, target, flow):
     return moved - target, gx, gy, inside.to(moved.dtype)
 
 
-def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor = None) -> torch.Tensor:
+def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor = None,
+                  shift_only: bool = False) -> torch.Tensor:
     """The affine motion [B,6] (``_affine_flow``) that best maps source onto target: pyramidal Gauss–Newton,
-    from ``init`` (full-resolution parameters) or from rest."""
+    from ``init`` (full-resolution parameters) or from rest; ``shift_only`` keeps the linear part at init's."""
     levels = _pyramid(target, source)
     params = torch.zeros(target.shape[0], 6, dtype=target.dtype, device=target.device)
     if init is not None:
@@ -158,7 +168,10 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
                                 torch.arange(w, dtype=t.dtype, device=t.device) - (w - 1) / 2, indexing="ij")
         for _ in range(FLOW_ITERATIONS):
             diff, gx, gy, inside = _residual(s, t, _affine_flow(params, h, w))
-            jac = torch.stack([gx, gx * xs, gx * ys, gy, gy * xs, gy * ys], dim=-1)[:, 0] * inside[:, 0, ..., None]
+            columns = [gx, gx * xs, gx * ys, gy, gy * xs, gy * ys]
+            if shift_only:
+                columns = [c if k in (0, 3) else torch.zeros_like(c) for k, c in enumerate(columns)]
+            jac = torch.stack(columns, dim=-1)[:, 0] * inside[:, 0, ..., None]
             jac = jac.flatten(1, 2)  # [B, HW, 6]
             normal = jac.transpose(1, 2) @ jac
             normal = normal + 1e-9 * torch.eye(6, dtype=t.dtype, device=t.device) * normal.diagonal(
@@ -197,38 +210,147 @@ def _seen(restored_t: torch.Tensor, restored_then: torch.Tensor, flow: torch.Ten
     return inside & alike
 
 
+def _matrix(params: torch.Tensor) -> torch.Tensor:
+    """[B,6] affine parameters (``_affine_flow``) → [B,3,3]: x ↦ x + flow(x) in centred pixels."""
+    m = torch.zeros(params.shape[0], 3, 3, dtype=params.dtype, device=params.device)
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = 1 + params[:, 1], params[:, 2], params[:, 0]
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = params[:, 4], 1 + params[:, 5], params[:, 3]
+    m[:, 2, 2] = 1
+    return m
+
+
+def _params(m: torch.Tensor) -> torch.Tensor:
+    return torch.stack([m[:, 0, 2], m[:, 0, 0] - 1, m[:, 0, 1], m[:, 1, 2], m[:, 1, 0], m[:, 1, 1] - 1], dim=1)
+
+
+def _smooth(params: torch.Tensor, segments: torch.Tensor) -> torch.Tensor:
+    """Each frame's parameters [T,6] replaced by a straight line fitted to its ±``TRAJECTORY_RADIUS`` neighbours
+    of the same shot (local linear regression): the camera's path, without a restorer's frame-to-frame jitter."""
+    out = params.clone()
+    times = torch.arange(params.shape[0], dtype=params.dtype, device=params.device)
+    for t in range(params.shape[0]):
+        near = (segments == segments[t]) & ((times - t).abs() <= TRAJECTORY_RADIUS)
+        if int(near.sum()) < 3:
+            continue
+        design = torch.stack([torch.ones_like(times[near]), times[near] - t], dim=1)
+        out[t] = torch.linalg.lstsq(design, params[near]).solution[0]
+    return out
+
+
+def _fit_error(target, source, params) -> float:
+    return float(_residual(source, target, _affine_flow(params, *target.shape[-2:]))[0].abs().mean())
+
+
+def _simplest_motion(target, source, guess) -> torch.Tensor:
+    """The camera's motion from ``guess``: a pure shift unless a zoom, rotation or shear fits the picture clearly
+    better (``AFFINE_GAIN``). Four more free parameters always fit a little better, and left free they drift."""
+    shift = guess.clone()
+    shift[:, [1, 2, 4, 5]] = 0
+    shift = global_motion(target, source, shift, shift_only=True)
+    affine = global_motion(target, source, guess)
+    if _fit_error(target, source, affine) < (1 - AFFINE_GAIN) * _fit_error(target, source, shift):
+        return affine
+    return shift
+
+
+def camera_path(grey: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Each frame's affine map to the first frame of its shot ([T,3,3], centred pixels, smoothed along the shot)
+    and the shot index of every frame ([T]); a new shot starts where a frame sees too little of the one before."""
+    n = grey.shape[0]
+    eye = torch.eye(3, dtype=grey.dtype, device=grey.device)[None]
+    path, segments = [eye[0]], [0]
+    key, key_path, to_key = 0, eye, torch.zeros(1, 6, dtype=grey.dtype, device=grey.device)
+    for t in range(1, n):
+        step = global_motion(grey[t:t + 1], grey[t - 1:t])
+        if float(_seen(grey[t:t + 1], grey[t - 1:t], _affine_flow(step, *grey.shape[-2:])).float().mean()) \
+                < SCENE_CUT_COVERAGE:
+            path.append(eye[0])
+            segments.append(segments[-1] + 1)
+            key, key_path, to_key = t, eye, torch.zeros_like(to_key)
+            continue
+        guess = _params(_matrix(to_key) @ _matrix(step))
+        to_key = guess if key == t - 1 else _simplest_motion(grey[t:t + 1], grey[key:key + 1], guess)
+        here = key_path @ _matrix(to_key)
+        path.append(here[0])
+        segments.append(segments[-1])
+        _, inside = warp(grey[key:key + 1], _affine_flow(to_key, *grey.shape[-2:]), mode="bilinear")
+        if float(inside.float().mean()) < KEY_FRAME_COVERAGE:
+            key, key_path, to_key = t, here, torch.zeros_like(to_key)
+    segments = torch.tensor(segments, device=grey.device)
+    params = _smooth(_params(torch.stack(path)), segments)
+    return _matrix(params), segments
+
+
+def _motion(grey_now, grey_then, affine: torch.Tensor):
+    """The flow from now to then: the camera's (``affine``) where it explains the picture, per-pixel Lucas–Kanade
+    where it does not (an object moving on its own); and the shift (dx, dy) when the whole motion is one."""
+    h, w = grey_now.shape[-2:]
+    params = _params(affine)
+    camera = _affine_flow(params, h, w)
+    moved, _ = warp(grey_then, camera, mode="bilinear")
+    off = ((_gauss((moved - grey_now).abs(), 1.0) - SEEN_TOLERANCE / 2) / (SEEN_TOLERANCE / 2)).clamp(0, 1)
+    linear = float(params[0, [1, 2, 4, 5]].abs().max()) * max(h, w)
+    shift = (float(params[0, 0]), float(params[0, 3])) if linear < PURE_SHIFT_TOLERANCE else None
+    if float(off.max()) == 0:
+        return camera, shift, off
+    return camera + off * (optical_flow(grey_now, grey_then, params) - camera), shift, off
+
+
+def shift_exactly(image: torch.Tensor, shift) -> torch.Tensor:
+    """``image`` [B,C,H,W] sampled at x + shift, band-limited (a Fourier phase ramp on the reflect-padded image): the
+    one resampling that keeps detail up to the finest pixel whatever the fraction of the shift."""
+    pad = min(FFT_PAD, image.shape[-1] - 1, image.shape[-2] - 1)
+    x = F.pad(image.double(), (pad,) * 4, mode="reflect")
+    fy = torch.fft.fftfreq(x.shape[-2], dtype=torch.float64, device=x.device)[:, None]
+    fx = torch.fft.fftfreq(x.shape[-1], dtype=torch.float64, device=x.device)[None, :]
+    ramp = torch.exp(2j * torch.pi * (fx * shift[0] + fy * shift[1]))
+    x = torch.fft.ifft2(torch.fft.fft2(x) * ramp).real
+    return x[..., pad:x.shape[-2] - pad, pad:x.shape[-1] - pad].to(image.dtype)
+
+
+def _carry(band: torch.Tensor, flow: torch.Tensor, shift, off: torch.Tensor) -> torch.Tensor:
+    """``band`` moved along ``flow``: where the camera's motion is a pure shift and explains the picture
+    (``off`` = 0) an exact shift, elsewhere Lanczos."""
+    if shift is None:
+        return warp(band, flow.to(band.dtype), mode="lanczos")[0]
+    exact = shift_exactly(band, shift)
+    if float(off.max()) == 0:
+        return exact
+    return torch.where(off > 0, warp(band, flow.to(band.dtype), mode="lanczos")[0], exact)
+
+
 def carry_detail(restored: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     """The bands [T,H,W,C] of a clip's frames, carried along its motion (estimated on the restored frames [T,H,W,C]).
 
-    The motion to the key frame is estimated directly (from the chained estimate), not chained, so its error does
-    not grow with the distance; the restored frames are blurred first (``FLOW_PRESMOOTH_SIGMA``), because a
-    restorer's aliasing stays on its input's pixel grid and would pull the estimate toward standing still.
+    Two passes. ``camera_path`` finds each frame's affine motion to its shot's first frame, estimated directly
+    against the key frame (so its error does not grow with the distance) on restored frames blurred by
+    ``FLOW_PRESMOOTH_SIGMA`` (a restorer's aliasing stays on its input's pixel grid and pulls the estimate toward
+    standing still), then smoothed along the shot: a ×4 upscaler's output wobbles by about 0.1 px from frame to frame
+    as the input's pixel phase changes, and detail that followed the wobble would shimmer. Then each band is carried
+    from the key frame (or the previous frame), with per-pixel motion only where the camera's does not explain the
+    picture.
     """
     if bands.shape[0] < 2:
         return bands
     grey = _gauss(_grey(restored.float()), FLOW_PRESMOOTH_SIGMA)
+    path, segments = camera_path(grey)
     planes = bands.permute(0, 3, 1, 2)
     out = [planes[:1]]
-    key, key_index = planes[:1], 0
-    key_params = torch.zeros(1, 6, dtype=grey.dtype, device=grey.device)
+    key = 0
     for t in range(1, bands.shape[0]):
-        now, before, then = grey[t:t + 1], grey[t - 1:t], grey[key_index:key_index + 1]
-        step_params = global_motion(now, before)
-        step = optical_flow(now, before, step_params)
-        key_params = global_motion(now, then, key_params + step_params) if key_index < t - 1 else step_params
-        to_key = step if key_index == t - 1 else optical_flow(now, then, key_params)
-        from_key, _ = warp(key, to_key.to(key.dtype), mode="lanczos")
-        from_previous, _ = warp(out[-1], step.to(key.dtype), mode="lanczos")
+        if segments[t] != segments[t - 1]:  # a cut: a new picture, its own detail
+            out.append(planes[t:t + 1])
+            key = t
+            continue
+        now, before, then = grey[t:t + 1], grey[t - 1:t], grey[key:key + 1]
+        step = _motion(now, before, torch.linalg.solve(path[t - 1:t], path[t:t + 1]))
+        to_key = step if key == t - 1 else _motion(now, then, torch.linalg.solve(path[key:key + 1], path[t:t + 1]))
+        from_key, from_previous = _carry(out[key], *to_key), _carry(out[-1], *step)
+        to_key, step = to_key[0], step[0]
         seen_by_key = _seen(now, then, to_key)
         seen_by_previous = _seen(now, before, step)
-        if float(seen_by_previous.float().mean()) < SCENE_CUT_COVERAGE:  # a cut: a new picture, its own detail
-            out.append(planes[t:t + 1])
-            key, key_index = planes[t:t + 1], t
-            key_params = torch.zeros_like(key_params)
-            continue
         band = torch.where(seen_by_key, from_key, torch.where(seen_by_previous, from_previous, planes[t:t + 1]))
         out.append(band)
         if float(seen_by_key.float().mean()) < KEY_FRAME_COVERAGE:
-            key, key_index = band, t
-            key_params = torch.zeros_like(key_params)
+            key = t
     return torch.cat(out).permute(0, 2, 3, 1)
