@@ -5,12 +5,14 @@ where the picture only moved (a shift off the VAE's latent grid gives another la
 output boils. In video mode the band of frame t is the band already shown, carried by the motion:
 
     P_0 = B_0,
-    P_t(x) = P_k(x + F_{t→k}(x))       where the key frame k sees x (one interpolation from P_k, never a chain),
+    P_t(x) = P_k(x + F_{t→k}(x))       where the key frame k sees x (one resampling from P_k, never a chain),
            = P_{t−1}(x + f_{t→t−1}(x)) where only the previous frame does (newly revealed, then carried along),
            = B_t(x)                    where no earlier frame does (revealed this frame, or a moving object).
 
-The motion comes from the restored frames themselves (dense pyramidal Lucas–Kanade, ``optical_flow``); "sees" is
-a photometric check on those frames, so an object that moves differently from its surroundings keeps its own
+The motion comes from the restored frames themselves: the camera's (``camera_path``: a shift, or an affine motion
+where that fits clearly better, smoothed along the shot) and per-pixel Lucas–Kanade (``optical_flow``) where the
+camera's does not explain the picture. A pure shift moves the detail exactly (``shift_exactly``, band-limited),
+anything else bicubically. "Sees" is a photometric check on those frames, so an object that moves differently from its surroundings keeps its own
 band instead of a smeared one. The key frame moves on when it sees less than ``KEY_FRAME_COVERAGE`` of the frame.
 Perception still scales the band, so perception 0 is each restored frame, exactly.
 """
@@ -19,8 +21,6 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
-#: Lobes of the Lanczos kernel that carries the detail (3: six taps a side, sharp and nearly ringing-free).
-LANCZOS_A = 3
 #: Smallest side of the coarsest flow level (pixels): below it there is too little to match.
 FLOW_MIN_SIZE = 16
 #: Gauss–Newton steps per pyramid level, and the Gaussian σ (pixels) of the Lucas–Kanade window.
@@ -35,6 +35,10 @@ PURE_SHIFT_TOLERANCE = 0.05
 FFT_PAD = 16
 #: How much better (relative mean residual) an affine motion must fit than a pure shift to be taken.
 AFFINE_GAIN = 0.1
+#: Longest side (pixels) of the frames the motion is estimated on (larger frames are averaged down by 2, 4, …).
+MOTION_MAX_SIDE = 256
+#: Per-pixel motion is estimated only where at least this fraction of the frame is not explained by the camera.
+DENSE_MIN_FRACTION = 0.005
 #: Frames on each side in the local straight-line fit of the camera's path (``_smooth``).
 TRAJECTORY_RADIUS = 2
 #: Blur (Gaussian σ, pixels) of the restored frames before their motion is estimated: a restorer's aliasing
@@ -80,45 +84,12 @@ def _grid(flow: torch.Tensor) -> torch.Tensor:
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, mode: str = "bicubic") -> Tuple[torch.Tensor, torch.Tensor]:
-    """``image`` [B,C,H,W] sampled at x + flow(x), and where that point lies inside the image ([B,1,H,W] bool).
-
-    ``mode``: grid_sample's "bilinear" or "bicubic", or "lanczos" (``_lanczos_sample``) for detail that is carried
-    frame after frame, where a softer kernel would blur it a little more each time.
-    """
+    """``image`` [B,C,H,W] sampled at x + flow(x) (grid_sample's ``mode``), and where that point lies inside the
+    image ([B,1,H,W] bool)."""
     grid = _grid(flow)
-    if mode == "lanczos":
-        out = _lanczos_sample(image, flow)
-    else:
-        out = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
+    out = F.grid_sample(image, grid, mode=mode, padding_mode="border", align_corners=True)
     inside = (grid.abs() <= 1.0).all(dim=-1, keepdim=True).permute(0, 3, 1, 2)
     return out, inside
-
-
-def _lanczos_weights(frac: torch.Tensor) -> torch.Tensor:
-    """Lanczos-3 weights of the 6 taps at offsets −2..3 from floor(x), for fractional parts ``frac`` [...]."""
-    taps = torch.arange(-LANCZOS_A + 1, LANCZOS_A + 1, dtype=frac.dtype, device=frac.device)
-    t = frac[..., None] - taps
-    w = torch.sinc(t) * torch.sinc(t / LANCZOS_A)
-    return w / w.sum(-1, keepdim=True)
-
-
-def _lanczos_sample(image: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
-    """``image`` [B,C,H,W] at x + flow(x) with a Lanczos-3 kernel (6×6 taps, edges clamped)."""
-    b, c, h, w = image.shape
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=flow.dtype, device=flow.device),
-                            torch.arange(w, dtype=flow.dtype, device=flow.device), indexing="ij")
-    px, py = xs + flow[:, 0], ys + flow[:, 1]
-    x0, y0 = px.floor(), py.floor()
-    wx, wy = _lanczos_weights(px - x0), _lanczos_weights(py - y0)  # [B,H,W,6]
-    flat = image.flatten(2)
-    out = torch.zeros_like(image)
-    for j in range(2 * LANCZOS_A):
-        row = (y0 + (j - LANCZOS_A + 1)).clamp(0, h - 1).long() * w
-        for i in range(2 * LANCZOS_A):
-            index = (row + (x0 + (i - LANCZOS_A + 1)).clamp(0, w - 1).long()).flatten(1)
-            tap = flat.gather(2, index[:, None].expand(b, c, -1)).view(b, c, h, w)
-            out += (wy[..., j] * wx[..., i])[:, None].to(image.dtype) * tap
-    return out
 
 
 def _gradients(x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -281,19 +252,34 @@ def camera_path(grey: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     return _matrix(params), segments
 
 
-def _motion(grey_now, grey_then, affine: torch.Tensor):
+def _motion(now, then, affine: torch.Tensor, small_now, small_then, scale: int):
     """The flow from now to then: the camera's (``affine``) where it explains the picture, per-pixel Lucas–Kanade
-    where it does not (an object moving on its own); and the shift (dx, dy) when the whole motion is one."""
-    h, w = grey_now.shape[-2:]
+    (at the working resolution ``small_*``, ``scale`` times coarser) where a noticeable part of it does not (an object
+    moving on its own); the shift (dx, dy) when the camera's motion is one; and where it does not explain."""
+    h, w = now.shape[-2:]
     params = _params(affine)
     camera = _affine_flow(params, h, w)
-    moved, _ = warp(grey_then, camera, mode="bilinear")
-    off = ((_gauss((moved - grey_now).abs(), 1.0) - SEEN_TOLERANCE / 2) / (SEEN_TOLERANCE / 2)).clamp(0, 1)
+    moved, _ = warp(then, camera, mode="bilinear")
+    off = ((_gauss((moved - now).abs(), 1.0) - SEEN_TOLERANCE / 2) / (SEEN_TOLERANCE / 2)).clamp(0, 1)
     linear = float(params[0, [1, 2, 4, 5]].abs().max()) * max(h, w)
     shift = (float(params[0, 0]), float(params[0, 3])) if linear < PURE_SHIFT_TOLERANCE else None
-    if float(off.max()) == 0:
-        return camera, shift, off
-    return camera + off * (optical_flow(grey_now, grey_then, params) - camera), shift, off
+    if float((off > 0).float().mean()) < DENSE_MIN_FRACTION:
+        return camera, shift, torch.zeros_like(off)
+    small = params.clone()
+    small[:, [0, 3]] /= scale
+    dense = optical_flow(small_now, small_then, small)
+    if scale > 1:
+        dense = scale * F.interpolate(dense, size=(h, w), mode="bilinear", align_corners=False)
+    return camera + off * (dense - camera), shift, off
+
+
+def _working_scale(grey: torch.Tensor) -> int:
+    """The power of two that brings the frames' longer side to at most ``MOTION_MAX_SIDE`` (motion is estimated
+    there: the frames are blurred anyway, so full resolution adds time, not accuracy)."""
+    scale = 1
+    while max(grey.shape[-2:]) / scale > MOTION_MAX_SIDE and min(grey.shape[-2:]) / scale >= 4 * FLOW_MIN_SIZE:
+        scale *= 2
+    return scale
 
 
 def shift_exactly(image: torch.Tensor, shift) -> torch.Tensor:
@@ -310,13 +296,13 @@ def shift_exactly(image: torch.Tensor, shift) -> torch.Tensor:
 
 def _carry(band: torch.Tensor, flow: torch.Tensor, shift, off: torch.Tensor) -> torch.Tensor:
     """``band`` moved along ``flow``: where the camera's motion is a pure shift and explains the picture
-    (``off`` = 0) an exact shift, elsewhere Lanczos."""
+    (``off`` = 0) an exact shift, elsewhere bicubic (carried from the key frame, so never blurred twice in a row)."""
     if shift is None:
-        return warp(band, flow.to(band.dtype), mode="lanczos")[0]
+        return warp(band, flow.to(band.dtype))[0]
     exact = shift_exactly(band, shift)
     if float(off.max()) == 0:
         return exact
-    return torch.where(off > 0, warp(band, flow.to(band.dtype), mode="lanczos")[0], exact)
+    return torch.where(off > 0, warp(band, flow.to(band.dtype))[0], exact)
 
 
 def carry_detail(restored: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
@@ -333,7 +319,10 @@ def carry_detail(restored: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
     if bands.shape[0] < 2:
         return bands
     grey = _gauss(_grey(restored.float()), FLOW_PRESMOOTH_SIGMA)
-    path, segments = camera_path(grey)
+    scale = _working_scale(grey)
+    small = F.avg_pool2d(grey, scale) if scale > 1 else grey
+    path, segments = camera_path(small)
+    path[:, :2, 2] *= scale  # to full-resolution centred pixels (the linear part is scale-free)
     planes = bands.permute(0, 3, 1, 2)
     out = [planes[:1]]
     key = 0
@@ -343,13 +332,16 @@ def carry_detail(restored: torch.Tensor, bands: torch.Tensor) -> torch.Tensor:
             key = t
             continue
         now, before, then = grey[t:t + 1], grey[t - 1:t], grey[key:key + 1]
-        step = _motion(now, before, torch.linalg.solve(path[t - 1:t], path[t:t + 1]))
-        to_key = step if key == t - 1 else _motion(now, then, torch.linalg.solve(path[key:key + 1], path[t:t + 1]))
-        from_key, from_previous = _carry(out[key], *to_key), _carry(out[-1], *step)
-        to_key, step = to_key[0], step[0]
-        seen_by_key = _seen(now, then, to_key)
-        seen_by_previous = _seen(now, before, step)
-        band = torch.where(seen_by_key, from_key, torch.where(seen_by_previous, from_previous, planes[t:t + 1]))
+        step = _motion(now, before, torch.linalg.solve(path[t - 1:t], path[t:t + 1]), small[t:t + 1],
+                       small[t - 1:t], scale)
+        to_key = step if key == t - 1 else _motion(now, then, torch.linalg.solve(path[key:key + 1], path[t:t + 1]),
+                                                   small[t:t + 1], small[key:key + 1], scale)
+        seen_by_key = _seen(now, then, to_key[0])
+        band = torch.where(seen_by_key, _carry(out[key], *to_key), planes[t:t + 1])
+        if not bool(seen_by_key.all()):  # what the key frame does not see: from the previous frame, if it saw it
+            seen_by_previous = _seen(now, before, step[0]) & ~seen_by_key
+            if bool(seen_by_previous.any()):
+                band = torch.where(seen_by_previous, _carry(out[-1], *step), band)
         out.append(band)
         if float(seen_by_key.float().mean()) < KEY_FRAME_COVERAGE:
             key = t
