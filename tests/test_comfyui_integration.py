@@ -281,6 +281,42 @@ def test_fit_apply_decode_blend_save_runs_in_the_executor(comfy):
     assert shown.splitlines()[4].startswith("samples: restored ")
 
 
+@pytest.mark.parametrize("vae_name", ["pixel_space", "taesd"])
+def test_make_realistic_is_the_modular_chain_in_the_executor(comfy, vae_name):
+    """The same inputs through Make Realistic and through the chain of core and pack nodes give the same images."""
+    chain = calibration_prompt("unused")
+    del chain["14"]
+    chain["5"]["inputs"]["vae_name"] = vae_name
+    chain["12"]["inputs"]["perceptions"] = "0, 1"
+    chain["20"] = {"class_type": "DeepOT_MakeRealistic", "inputs": {
+        "restored": ["3", 0], "vae": ["5", 0], "natural": ["2", 0], "perception": 1.0, "perceptions": "0, 1"}}
+    chain["21"] = {"class_type": "PreviewImage", "inputs": {"images": ["20", 0]}}
+    entry = comfy.queue(chain)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    import numpy as np
+
+    by_chain = [np.asarray(view_image(comfy, i), dtype=np.int16) for i in entry["outputs"]["13"]["images"]]
+    by_node = [np.asarray(view_image(comfy, i), dtype=np.int16) for i in entry["outputs"]["21"]["images"]]
+    assert len(by_node) == len(by_chain) == 2
+    for a, b in zip(by_chain, by_node):
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1  # the same, to the 8-bit preview's rounding
+    (report,) = entry["outputs"]["20"]["text"]
+    assert report.startswith("fitted on 1 natural photo(s) (colours harmonised")
+
+
+def test_make_realistic_without_photos_or_transport_says_what_to_connect(comfy):
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "natural.png"}},
+        "2": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+        "3": {"class_type": "DeepOT_MakeRealistic", "inputs": {"restored": ["1", 0], "vae": ["2", 0],
+                                                               "perception": 1.0}},
+        "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+    }
+    entry = comfy.queue(prompt)
+    assert entry["status"]["status_str"] == "error"
+    assert "Make Realistic (Deep OT): connect 'natural'" in error_message(entry)
+
+
 def test_saving_over_an_existing_file_is_refused(comfy):
     comfy.queue(calibration_prompt("twice"))
     prompt = calibration_prompt("twice")
