@@ -21,6 +21,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from .image_ops import gaussian_blur
+
 #: Smallest side of the coarsest flow level (pixels): below it there is too little to match.
 FLOW_MIN_SIZE = 16
 #: Gauss–Newton steps per pyramid level, and the Gaussian σ (pixels) of the Lucas–Kanade window.
@@ -63,14 +65,8 @@ def _grey(frames: torch.Tensor) -> torch.Tensor:
 
 
 def _gauss(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    radius = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    mode = "reflect" if radius < min(x.shape[-2:]) else "replicate"
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode=mode), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode=mode), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    """``image_ops.gaussian_blur`` for [B,C,H,W] planes."""
+    return gaussian_blur(x.permute(0, 2, 3, 1), sigma).permute(0, 3, 1, 2)
 
 
 def _grid(flow: torch.Tensor) -> torch.Tensor:
