@@ -117,3 +117,18 @@ def test_a_zero_shot_transport_takes_one_source_per_clip_in_video_mode():
     assert not torch.allclose(clip, apply_to_clip(transport, frames))  # per frame: three sources
     fitted = LatentTransport(PatchStatistics(3).update(frames), PatchStatistics(3).update(natural))
     assert torch.allclose(apply_to_clip(fitted, frames, video=True), fitted.apply(frames), atol=1e-6)
+
+
+def test_apply_latent_transports_video_switch_pools_a_zero_shot_source():
+    import node_harness
+
+    core = node_harness.core()
+    g = torch.Generator().manual_seed(2)
+    transport = core.LatentTransport(None, core.PatchStatistics(3).update(torch.randn(2, 4, 12, 12, generator=g)))
+    frames = torch.randn(3, 4, 10, 10, generator=g) * torch.tensor([1.0, 2.0, 3.0]).view(3, 1, 1, 1)
+    (clip,) = node_harness.run_node("DeepOT_ApplyLatentTransport", latent={"samples": frames}, transport=transport,
+                                    strength=1.0, video_frames=True)
+    (each,) = node_harness.run_node("DeepOT_ApplyLatentTransport", latent={"samples": frames}, transport=transport,
+                                    strength=1.0)
+    assert torch.allclose(clip["samples"], transport.apply(frames.movedim(0, 1)[None])[0].movedim(0, 1))
+    assert torch.allclose(each["samples"], transport.apply(frames))
