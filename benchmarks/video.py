@@ -133,7 +133,7 @@ def markdown(rows: List[Dict]) -> str:
              "patch-FD off / on |", "|---|---|---|---|---|---|---|---|"]
     for off, on in zip(rows[0::2], rows[1::2]):
         lines.append(f"| {off['space']} | {off['task']} | {off['clip']} | {off['shimmer']:.2f} → {on['shimmer']:.2f} "
-                     f"| {on['detail_vs_off']:.2f} | −{off['psnr_loss']:.2f} / −{on['psnr_loss']:.2f} | "
+                     f"| {on['detail_vs_off']:.2f} | {-off['psnr_loss']:+.2f} / {-on['psnr_loss']:+.2f} | "
                      f"{off['swd_ratio']:.2f} / {on['swd_ratio']:.2f} | "
                      f"{off['patch_fd_ratio']:.2f} / {on['patch_fd_ratio']:.2f} |")
     return "\n".join(lines)
@@ -144,8 +144,9 @@ def strip(restored: torch.Tensor, outputs: Dict[bool, torch.Tensor], shift, path
     """The same piece of the scene in successive frames (each crop follows the pan), enlarged ×2: rows are the
     restored frames, video mode off, on, then the detail each adds (output − restored, ×``gain`` around grey).
     Off, the detail changes from column to column; on, it stays put."""
-    left = int(round(shift[0] * max(frames))) + 8
-    top = 8 + max(0, -int(round(shift[1] * max(frames))))
+    h, w = restored.shape[1:3]
+    left = (w - crop) // 2 + int(round(shift[0] * max(frames) / 2))  # the centre of the clip's middle frame
+    top = (h - crop) // 2 + int(round(shift[1] * max(frames) / 2))
 
     def row(images):
         cells = []
