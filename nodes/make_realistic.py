@@ -33,9 +33,9 @@ DISPLAY_NAME = "Make Realistic (Deep OT)"
 MAX_TILE_SIZE, TILE_STEP = 4096, 64
 #: Overlap between tiles, as a fraction of the tile (VAE Decode (Tiled): 64 of 512).
 TILE_OVERLAP = 1 / 8
-#: Fits kept for reuse: each holds the transport and two decoded batches on ComfyUI's intermediate device (a 64-frame
-#: 512² clip: 400 MB), so only the last two (two Make Realistic nodes in one graph) are kept.
-MAX_CACHED_FITS = 2
+#: Memory the kept fits may hold (each: the transport and two decoded batches on ComfyUI's intermediate device; a
+#: 64-frame 512² clip takes 400 MB). The newest fit is always kept; older ones go first.
+MAX_CACHED_BYTES = 1 << 30
 
 
 class ComfyAutoencoder:
@@ -87,8 +87,8 @@ class FitCache:
     that has been freed and replaced by another at the same address.
     """
 
-    def __init__(self, size: int = MAX_CACHED_FITS):
-        self.size, self.entries = size, OrderedDict()
+    def __init__(self, budget: int = MAX_CACHED_BYTES):
+        self.budget, self.entries = budget, OrderedDict()
         self.fits = 0  # how many times the expensive half ran (tests read it)
 
     def get(self, key, objects):
@@ -101,8 +101,13 @@ class FitCache:
     def put(self, key, objects, value) -> None:
         self.entries[key] = ([weakref.ref(o) for o in objects], value)
         self.entries.move_to_end(key)
-        while len(self.entries) > self.size:
+        while len(self.entries) > 1 and sum(self._bytes(v) for _, v in self.entries.values()) > self.budget:
             self.entries.popitem(last=False)
+
+    @staticmethod
+    def _bytes(value) -> int:
+        decoded = value[0]
+        return sum(t.numel() * t.element_size() for t in (decoded.transported, decoded.reconstructed))
 
 
 FIT_CACHE = FitCache()

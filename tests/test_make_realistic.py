@@ -277,3 +277,16 @@ def test_video_frames_blends_the_batch_as_one_clip():
     assert not torch.allclose(on[0][4:], off[0][4:])
     expected, _ = chain(vae, clip, natural, perceptions="0, 1")
     assert torch.allclose(off[0], expected, atol=1e-6)  # video mode off is the chain, as before
+
+
+def test_the_cache_keeps_fits_within_its_memory_budget_and_always_the_newest(fresh_cache, monkeypatch):
+    vae, natural = ToyVAE(), textured(20, 2, 32, 32)
+    one = 2 * 1 * 32 * 32 * 3 * 4  # two decoded float32 batches of one 32² image
+    monkeypatch.setattr(fresh_cache, "budget", 2 * one)
+    for seed in range(3):
+        node_harness.run_node(MAKE, restored=textured(30 + seed, 1, 32, 32), vae=vae, natural=natural,
+                              perception=1.0)
+    assert len(fresh_cache.entries) == 2  # the oldest went first
+    monkeypatch.setattr(fresh_cache, "budget", 1)
+    node_harness.run_node(MAKE, restored=textured(40, 1, 32, 32), vae=vae, natural=natural, perception=1.0)
+    assert len(fresh_cache.entries) == 1  # over budget, the newest still stays
