@@ -38,6 +38,10 @@ map, energy kept), the change is kept to that level, and it joins the band, so p
 perception 0 is still the restored image. It brings the patch SWD down in every space and task, but NIQE up
 (×4 SR in TAEF2: 4.96 → 7.77 at perception 1): the texture it raises in flat areas reads as noise to a
 no-reference measure, so it is an option for research, not the default (docs/natural_marginal.md).
+
+Video (``video``, off by default): the batch is the frames of one clip. The slope gains are chosen once from the
+clip's pooled energies, and the band is carried along the clip's motion (``video.carry_detail``), so the detail
+moves with the picture instead of re-forming in every frame (docs/video.md).
 """
 from typing import List, Optional, Sequence
 
