@@ -37,6 +37,7 @@ from deepot_core.realistic import decode_transport, fit_on_images, make_realisti
 from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling.imageio import list_images, load_image, save_image  # noqa: E402
 from deepot_core.tooling.spaces import resolve_space  # noqa: E402
+from deepot_core.video import shift_exactly  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 #: Motions per frame: (name, (dx, dy) in output pixels, zoom factor per frame).
@@ -46,8 +47,6 @@ CLIPS = [(f"pan {k} px", (float(k), 0.0), 1.0) for k in range(1, 8)] + [
 MARGIN = 8
 #: The clip each space and task shows in its strip (an integer pan: the crops follow it exactly).
 STRIP_CLIP = "pan 4 px"
-#: Reflect padding before a Fourier shift, so the frame's edges do not wrap around.
-FFT_PAD = 16
 
 
 def render_clip(photo: torch.Tensor, size: int, frames: int, shift, zoom: float) -> torch.Tensor:
@@ -74,12 +73,7 @@ def move_back(image: torch.Tensor, shift, zoom: float) -> torch.Tensor:
     A pan is an exact Fourier shift (of the reflect-padded frame), so the measure adds no interpolation blur of its
     own; a zoom is resampled bicubically."""
     if zoom == 1.0:
-        x = F.pad(image.permute(0, 3, 1, 2).double(), (FFT_PAD,) * 4, mode="reflect")
-        fy = torch.fft.fftfreq(x.shape[-2], dtype=torch.float64)[:, None]
-        fx = torch.fft.fftfreq(x.shape[-1], dtype=torch.float64)[None, :]
-        phase = torch.exp(-2j * math.pi * (fx * shift[0] + fy * shift[1]))
-        x = torch.fft.ifft2(torch.fft.fft2(x) * phase).real[..., FFT_PAD:-FFT_PAD, FFT_PAD:-FFT_PAD]
-        return x.float().permute(0, 2, 3, 1)
+        return shift_exactly(image.permute(0, 3, 1, 2).float(), (-shift[0], -shift[1])).permute(0, 2, 3, 1)
     _, h, w, _ = image.shape
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
     c = ((w - 1) / 2, (h - 1) / 2)
