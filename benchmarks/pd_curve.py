@@ -17,12 +17,25 @@ NIQE, SWD on Laplacian-pyramid patches (per level, total, low-pass), patch Fréc
 The SWD in the tables and targets normalises both sets jointly (so the detail energy
 an MMSE output lacks counts); ProGAN's per-set normalisation (texture shape only)
 is reported beside it.
-Writes ``pd_curve.md``, ``pd_curve.json`` and ``pd_curve.png`` into ``--out``; with
-several spaces also ``pd_spaces.md`` (one table per space, the issue-10 targets met or
-not, on all held-apart crops and on each half) and ``pd_spaces.png``.
+Writes ``pd_curve.md``, ``pd_curve.json`` and ``pd_curve.png`` into ``--out``.
+
+Several spaces (or ``--collections``) run the issue-21 test: the unpaired full recipe (the library's default
+``P.full_recipe(paired=False)``), fitted once per space and task on the ``--n-fit`` restored CBSD68 crops and
+Kodak24 photos, measured on each test collection (``--per-collection`` centre crops each) and on all of them
+pooled: ``cbsd68`` (the held-apart crops after the fit set), ``set14`` (less the grey ``bridge`` and the slide
+``ppt3``), ``kodak13-24`` (apart from the Kodak 1–12 natural set) and ``sun_hays`` (12 of the 80 spread evenly,
+halved first, since a 1024-px scene's centre 256² is a tiny detail). LIVE1 is deliberately not used: about 20 of
+its 29 photos are Kodak photos at another size, overlapping the natural set. Tasks: also ``denoise50_unclipped``
+(the same σ = 50 noise, not clipped; FFDNet as is). Perceptions 0, 0.5, 0.75, 1 only, no σ probes or paper
+recipe, no SSIM or NIQE unless asked (``--ssim``, ``--niqe``), so the run stays affordable. Writes
+``pd_collections.md`` (a table per space, one column per collection and pooled; then every issue-21 target cell,
+met or not, and their count), ``.json`` and ``.png``. ``--halves`` gives the issue-10 run instead:
+``pd_spaces.md`` (one table per space, the issue-10 targets met or not, on all held-apart crops and on each
+half) and ``pd_spaces.png``.
 
     python benchmarks/pd_curve.py --out bench_out
-    python benchmarks/pd_curve.py --vae all --protocols unpaired --no-niqe --ssim none --out bench_out
+    python benchmarks/pd_curve.py --vae all --collections --out bench_out
+    python benchmarks/pd_curve.py --vae all --halves --protocols unpaired --no-niqe --ssim none --out bench_out
 
 ``--natural-marginal`` runs the full recipe with PD Blend's natural marginal (docs/natural_marginal.md).
 """
@@ -31,9 +44,9 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 
@@ -51,7 +64,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("DEEPOT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
 PERCEPTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 PROTOCOLS = ("calibration", "unpaired", "zeroshot")
-RESTORER_NAMES = {"denoise50": "FFDNet σ=50", "sr4": "CARN-M ×4"}
+#: The standard tasks and σ = 50 noise left unclipped (as FFDNet was trained: no clipping bias to undo).
+TASKS = E.TASKS + ("denoise50_unclipped",)
+DENOISE_TASKS = ("denoise50", "denoise50_unclipped")
+RESTORER_NAMES = {"denoise50": "FFDNet σ=50", "sr4": "CARN-M ×4",
+                  "denoise50_unclipped": "FFDNet σ=50, unclipped noise"}
 #: How the denoiser's output is labelled when the clipping bias is undone (the default) or kept.
 CLIPPING_LABELS = {True: "clipping bias undone", False: "clipping bias kept"}
 #: Detail-band σ values tried (full recipe, extra rows) to see whether 2 px suits each task.
@@ -80,11 +97,73 @@ DEFAULT_SPACE = "taef2"
 SPACE_TARGETS = {
     "sr4": {"psnr_loss": 3.0, "swd": 0.45, "patch_fd": 0.35, "swd_lowpass": 1.5},
     "denoise50": {"psnr_loss": 3.0, "swd": 0.5, "patch_fd": 0.5},
+    "denoise50_unclipped": {"psnr_loss": 3.0, "swd": 0.5, "patch_fd": 0.5},
 }
 #: Perceptions at which SWD and patch-FD must not rise (each at most the one before).
 MONOTONE_PERCEPTIONS = (0.5, 0.75, 1.0)
 #: The sets every ratio is reported on: all held-apart crops, then the two disjoint halves.
 SET_NAMES = ("all", "A", "B")
+
+#: The folders (under ``images/``) of the fit set (restored, its first ``n_fit`` sorted photos) and of the
+#: unpaired natural set (its first ``n_fit``); no test collection may take an image from either.
+FIT_FOLDER, NATURAL_FOLDER = "cbsd68", "kodak24"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A test collection of the issue-21 run: its folder under ``images/``, which sorted images it takes, and
+    whether each photo is halved (antialiased bicubic) before the centre crop."""
+    folder: str
+    #: "after_fit": from index n_fit on; "from": from ``start``; "spread": evenly over all; "except": all but
+    #: the names in ``exclude``
+    rule: str
+    start: int = 0
+    exclude: Tuple[str, ...] = ()
+    half_size: bool = False
+
+
+#: Issue-21 test collections, in report order. LIVE1 is deliberately absent: about 20 of its 29 photos are Kodak
+#: photos at another size, so it overlaps the Kodak natural set.
+COLLECTIONS = {
+    "cbsd68": Collection(FIT_FOLDER, "after_fit"),                       # the held-apart crops, after the fit set
+    "set14": Collection("set14", "except", exclude=("bridge", "ppt3")),  # bridge is grey, ppt3 a slide, not a photo
+    "kodak13-24": Collection(NATURAL_FOLDER, "from", start=12),          # after the Kodak 1–12 natural set
+    "sun_hays": Collection("sun_hays80", "spread", half_size=True),      # 1024-px scenes: halved, or a crop is a detail
+}
+#: The pooled set: every collection's crops together, measured as one set.
+POOLED = "pooled"
+#: Degradation seeds: the fit set 1, each collection its own (2 + its place in ``COLLECTIONS``; cbsd68 gets 2,
+#: the held-apart set's seed of the other modes), so a collection's noise does not depend on which others run.
+FIT_SEED, TEST_SEED = 1, 2
+#: Perceptions measured per collection: the MMSE output and the three of the monotone check.
+COLLECTION_PERCEPTIONS = (0.0,) + MONOTONE_PERCEPTIONS
+#: Where a target applies: every collection and the pooled set.
+EVERY = "every"
+
+
+class Target(NamedTuple):
+    """One issue-21 limit at perception 1 (unpaired full recipe): ``metric`` ≤ ``limit`` (ratios to the MMSE
+    output's on the same set; ``psnr_loss`` in dB; "monotone" has no limit) for ``tasks``, on ``where`` (``EVERY``,
+    ``POOLED`` or a collection's name), in ``space`` (None: every space)."""
+    metric: str
+    limit: Optional[float]
+    tasks: Tuple[str, ...]
+    where: str
+    space: Optional[str] = None
+
+
+#: Issue-21 targets (unpaired full recipe at perception 1), one row per limit.
+COLLECTION_TARGETS = (
+    Target("psnr_loss", 3.0, TASKS, EVERY),               # ΔPSNR ≥ −3.0 dB on each collection and pooled
+    Target("monotone", None, TASKS, EVERY),               # SWD and patch-FD never rise from 0.5 to 0.75 to 1
+    Target("swd", 0.45, ("sr4",), POOLED),                # ×4 SR, pooled: SWD ≤ 0.45×
+    Target("patch_fd", 0.35, ("sr4",), POOLED),           # ×4 SR, pooled: patch-FD ≤ 0.35×
+    Target("swd_lowpass", 1.5, ("sr4",), POOLED),         # ×4 SR, pooled: the low-pass band stays the restorer's
+    Target("swd", 0.6, DENOISE_TASKS, POOLED),            # denoising (clipped and unclipped), pooled: SWD ≤ 0.6×
+    Target("patch_fd", 0.5, DENOISE_TASKS, POOLED),       # denoising, pooled: patch-FD ≤ 0.5×
+    Target("swd", 0.25, ("sr4",), "cbsd68", "taef2"),      # TAEF2 ×4 SR on cbsd68: SWD no worse than today's
+    Target("patch_fd", 0.10, ("sr4",), "cbsd68", "taef2"),  # TAEF2 ×4 SR on cbsd68: patch-FD no worse than today's
+)
 
 
 def space_spec(name: str, data: Path) -> str:
@@ -100,25 +179,40 @@ class Restorer:
     The denoising task's noise is clipped to 0..1 (as in a saved photo) and FFDNet was trained on unclipped
     noise, so by default its output has the clip's bias undone (``undo_noise_clipping``): that is the MMSE-like
     estimate the method starts from. ``undo_clipping=False`` gives FFDNet as is (``--keep-clipping-bias``).
+    On ``denoise50_unclipped`` there is no bias to undo: FFDNet as is.
     """
 
     def __init__(self, task: str, data: Path, undo_clipping: bool = True):
         from benchmarks.restorers import load_carn_m, load_ffdnet
         self.task = task
-        self.undo_clipping = undo_clipping
-        if task == "denoise50":
+        self.undo_clipping = undo_clipping and task == "denoise50"
+        if task in DENOISE_TASKS:
             self.model = load_ffdnet(data / "restorers" / "ffdnet_color_kair" / "ffdnet_color.pth")
         else:
             self.model = load_carn_m(data / "restorers" / "carn_m" / "carn_m.pth")
 
     def __call__(self, degraded: Sequence[torch.Tensor]) -> List[torch.Tensor]:
         from benchmarks.restorers import denoise_ffdnet, super_resolve_carn
-        if self.task == "denoise50":
+        if self.task in DENOISE_TASKS:
             out = [denoise_ffdnet(self.model, d, E.TASK_NOISE_SIGMA) for d in degraded]
             if self.undo_clipping:
                 out = [undo_noise_clipping(o, E.TASK_NOISE_SIGMA) for o in out]
             return out
         return [super_resolve_carn(self.model, d, E.TASK_SR_SCALE) for d in degraded]
+
+
+def degrade(images: Sequence[torch.Tensor], task: str, seed: int = 0) -> List[torch.Tensor]:
+    """``E.degrade``, and for ``denoise50_unclipped`` the same σ = 50 noise (one generator per image, seeded
+    ``seed * 100003 + k`` as there) added without the clip to 0..1."""
+    if task != "denoise50_unclipped":
+        return E.degrade(images, task, seed=seed)
+    out = []
+    for k, image in enumerate(images):
+        generator = torch.Generator(device="cpu").manual_seed(seed * 100003 + k)
+        noise = torch.stack([torch.randn(image.shape[1:], generator=generator, dtype=torch.float32)
+                             for _ in range(image.shape[0])])
+        out.append(image.float() + noise * (E.TASK_NOISE_SIGMA / 255.0))
+    return out
 
 
 def load_set(folder: Path, start: int, count: int, crop: int) -> List[torch.Tensor]:
@@ -132,16 +226,16 @@ def load_set(folder: Path, start: int, count: int, crop: int) -> List[torch.Tens
 def development_sets(data: Path, n_fit: int, n_test: int, crop: int):
     """(fit, held-apart, other collection): the first ``n_fit`` and the next ``n_test`` sorted CBSD68 crops, and
     the first ``n_fit`` Kodak24 crops, the sets every benchmark here measures on."""
-    return (load_set(data / "images" / "cbsd68", 0, n_fit, crop),
-            load_set(data / "images" / "cbsd68", n_fit, n_test, crop),
-            load_set(data / "images" / "kodak24", 0, n_fit, crop))
+    return (load_set(data / "images" / FIT_FOLDER, 0, n_fit, crop),
+            load_set(data / "images" / FIT_FOLDER, n_fit, n_test, crop),
+            load_set(data / "images" / NATURAL_FOLDER, 0, n_fit, crop))
 
 
 def restore_sets(restore: "Restorer", fit_clean, test_clean):
     """The restorer's outputs on the degraded fit and held-apart sets (seeds 1 and 2), as ordinary tensors."""
     with torch.inference_mode():
-        fit_restored = restore(E.degrade(fit_clean, restore.task, seed=1))
-        test_restored = restore(E.degrade(test_clean, restore.task, seed=2))
+        fit_restored = restore(degrade(fit_clean, restore.task, seed=1))
+        test_restored = restore(degrade(test_clean, restore.task, seed=2))
     return [r.clone() for r in fit_restored], [r.clone() for r in test_restored]
 
 
@@ -489,21 +583,316 @@ def plot(results: Dict, path: Path) -> Optional[Path]:
     return _save(fig, path)
 
 
+# ------------------------------------------------------------ several test collections (issue 21)
+def half_size(image: torch.Tensor) -> torch.Tensor:
+    """An IMAGE [1,H,W,C] at half size (antialiased bicubic), clamped to 0..1."""
+    x = torch.nn.functional.interpolate(image.permute(0, 3, 1, 2), scale_factor=0.5, mode="bicubic",
+                                        antialias=True)
+    return x.clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
+
+
+def select_paths(collection: Collection, paths: Sequence[Path], n_fit: int, count: int) -> List[Path]:
+    """The ``count`` sorted images ``collection`` takes from ``paths`` (its folder's sorted images)."""
+    if collection.rule == "after_fit":
+        return list(paths[n_fit:n_fit + count])
+    if collection.rule == "from":
+        return list(paths[collection.start:collection.start + count])
+    if collection.rule == "spread":
+        return [paths[round(i * len(paths) / count)] for i in range(count)] if count <= len(paths) else []
+    if collection.rule == "except":
+        return [p for p in paths if p.stem not in collection.exclude][:count]
+    raise ValueError(f"unknown selection rule {collection.rule!r}")
+
+
+def collection_paths(data: Path, n_fit: int, per_collection: int, names: Sequence[str]) -> Dict[str, List[Path]]:
+    """Each named collection's image files (in ``COLLECTIONS``' order); refuses a collection with too few images or
+    one that takes an image of the fit or natural set (the first ``n_fit`` of ``FIT_FOLDER``, ``NATURAL_FOLDER``)."""
+    unknown = set(names) - set(COLLECTIONS)
+    if unknown:
+        raise ValueError(f"unknown collection(s) {', '.join(sorted(unknown))}; choose from {', '.join(COLLECTIONS)}")
+    out = {}
+    for name in (n for n in COLLECTIONS if n in names):
+        collection = COLLECTIONS[name]
+        paths = list_images(data / "images" / collection.folder)
+        chosen = select_paths(collection, paths, n_fit, per_collection)
+        if len(set(chosen)) < per_collection:
+            raise SystemExit(f"collection {name} ({collection.folder}) holds too few images for {per_collection}; "
+                             "lower --per-collection.")
+        if collection.folder in (FIT_FOLDER, NATURAL_FOLDER) and set(chosen) & set(paths[:n_fit]):
+            raise SystemExit(f"collection {name} would share images with the first {n_fit} of {collection.folder} "
+                             "(the fit or natural set); lower --n-fit or leave it out of --collections.")
+        out[name] = chosen
+    return out
+
+
+def load_collection_image(path: Path, collection: Collection, crop: int) -> torch.Tensor:
+    """One test crop: RGB, halved first where the collection says so, then centre-cropped."""
+    image = load_image(path)[..., :3]
+    return E.centre_crop_square(half_size(image) if collection.half_size else image, crop)
+
+
+def test_collections(data: Path, n_fit: int, per_collection: int, crop: int,
+                     names: Sequence[str] = tuple(COLLECTIONS)) -> Dict[str, List[torch.Tensor]]:
+    """Name → ``per_collection`` centre crops (crop², or the largest multiple of 8 a photo holds: Set14's comic
+    is 250 px wide, so 248²) of each named collection, in ``COLLECTIONS``' order; see ``collection_paths``."""
+    return {name: [load_collection_image(p, COLLECTIONS[name], crop) for p in paths]
+            for name, paths in collection_paths(data, n_fit, per_collection, names).items()}
+
+
+def collection_seed(name: str) -> int:
+    """The degradation seed of a collection's crops: its own, whichever others run."""
+    return TEST_SEED + list(COLLECTIONS).index(name)
+
+
+def with_pooled(sets: Dict[str, List]) -> Dict[str, List]:
+    """``sets`` and, last, ``POOLED``: every set's items together, in order."""
+    return {**sets, POOLED: [item for items in sets.values() for item in items]}
+
+
+def restore_collections(restore: "Restorer", fit_clean, collections: Dict[str, List]):
+    """The restorer's outputs on the degraded fit set and on each degraded collection, as ordinary tensors."""
+    with torch.inference_mode():
+        fit = [r.clone() for r in restore(degrade(fit_clean, restore.task, seed=FIT_SEED))]
+        per = {name: [r.clone() for r in restore(degrade(clean, restore.task, seed=collection_seed(name)))]
+               for name, clean in collections.items()}
+    return fit, per
+
+
+def _measure(outputs, clean, niqe_params, ssim, perception: float) -> Dict:
+    with_ssim = ssim is True or (ssim == "ends" and perception in (0.0, 1.0))
+    return E.evaluate(outputs, clean, niqe_params, with_ssim=with_ssim)
+
+
+def run_collections(data: Path, spaces: Sequence[str], tasks=TASKS, names: Sequence[str] = tuple(COLLECTIONS),
+                    n_fit: int = 12, per_collection: int = 12, crop: int = 256, niqe: bool = False, ssim=False,
+                    undo_clipping: bool = True, natural_marginal: Optional[float] = None, log=print) -> Dict:
+    """The unpaired full recipe in each space, fitted once per task (``n_fit`` restored CBSD68 crops, ``n_fit``
+    Kodak24 photos), measured on each test collection and on all of them pooled, with the issue-21 checks.
+
+    Each collection is restored once per task and shared by the spaces; the MMSE output's metrics, once per task.
+    The recipe is the library's default (``P.full_recipe(paired=False)``), blended through ``P.sweep``.
+    """
+    start = time.time()
+    recipe = P.full_recipe(paired=False)
+    if natural_marginal is not None:
+        recipe = replace(recipe, natural_marginal=natural_marginal)
+    niqe_params = data / "metrics" / "niqe_pris_params.npz" if niqe else None
+    fit_clean = load_set(data / "images" / FIT_FOLDER, 0, n_fit, crop)
+    natural = load_set(data / "images" / NATURAL_FOLDER, 0, n_fit, crop)
+    paths = collection_paths(data, n_fit, per_collection, names)
+    clean = with_pooled(test_collections(data, n_fit, per_collection, crop, list(paths)))
+    perceptions = [p for p in COLLECTION_PERCEPTIONS if p > 0]
+    results = {"config": {"spaces": list(spaces), "tasks": list(tasks), "patch_size": P.DEFAULT_PATCH_SIZE,
+                          "n_fit": n_fit, "per_collection": per_collection, "crop": crop,
+                          "fit": f"{FIT_FOLDER} [0:{n_fit}] (sorted, restored)",
+                          "natural": f"{NATURAL_FOLDER} [0:{n_fit}] (sorted)",
+                          "collections": {name: {"folder": COLLECTIONS[name].folder, "rule": COLLECTIONS[name].rule,
+                                                 "half_size": COLLECTIONS[name].half_size,
+                                                 "seed": collection_seed(name), "images": [p.name for p in ps],
+                                                 "sizes": [c.shape[1] for c in clean[name]]}
+                                          for name, ps in paths.items()},
+                          "perceptions": list(COLLECTION_PERCEPTIONS), "recipe": recipe.__dict__,
+                          "denoiser": "; ".join(
+                              {"denoise50": f"{RESTORER_NAMES['denoise50']}, {CLIPPING_LABELS[undo_clipping]}",
+                               "denoise50_unclipped": f"{RESTORER_NAMES['denoise50_unclipped']}, as is"}[t]
+                              for t in DENOISE_TASKS if t in tasks) or "none"},
+               "spaces": {}}
+    restored, mmse = {}, {}
+    for task in tasks:
+        t0 = time.time()
+        fit_restored, per = restore_collections(Restorer(task, data, undo_clipping), fit_clean,
+                                                {k: v for k, v in clean.items() if k != POOLED})
+        restored[task] = (fit_restored, with_pooled(per))
+        t1 = time.time()
+        mmse[task] = {s: _measure(imgs, clean[s], niqe_params, ssim, 0.0) for s, imgs in restored[task][1].items()}
+        log(f"{task}: {RESTORER_NAMES[task]}: restored in {t1 - t0:.1f}s, MMSE measured in {time.time() - t1:.1f}s")
+    for name in spaces:
+        space_start = time.time()
+        space, space_name = S.resolve_space(space_spec(name, data))
+        entry = results["spaces"][name] = {"config": {"space": space_name, "latent_channels": space.latent_channels},
+                                           "tasks": {}}
+        for task in tasks:
+            t0 = time.time()
+            fit_restored, per = restored[task]
+            transport = P.fit_transport(space, natural, fit_restored, harmonise=recipe.harmonise,
+                                        space_name=space_name)
+            t1 = time.time()
+            swept = {s: P.sweep(space, transport, per[s], perceptions, recipe) for s in clean if s != POOLED}
+            swept = {**swept, POOLED: {p: [img for s in swept for img in swept[s][p]] for p in perceptions}}
+            t2 = time.time()
+            entry["tasks"][task] = {
+                s: [_row(recipe.name, 0.0, mmse[task][s], mmse[task][s])]
+                + [_row(recipe.name, p, _measure(swept[s][p], clean[s], niqe_params, ssim, p), mmse[task][s])
+                   for p in perceptions] for s in clean}
+            log(f"  {name:8s} {task:19s} fit {t1 - t0:.1f}s, transport+blend {t2 - t1:.1f}s, "
+                f"metrics {time.time() - t2:.1f}s")
+        entry["runtime_s"] = time.time() - space_start
+    results["targets"] = check_collection_targets(results)
+    results["runtime_s"] = time.time() - start
+    return results
+
+
+def collection_limits(space: str, task: str, set_name: str) -> Dict[str, Optional[float]]:
+    """Metric → limit of every ``COLLECTION_TARGETS`` row that applies to one (space, task, set) cell."""
+    return {t.metric: t.limit for t in COLLECTION_TARGETS
+            if task in t.tasks and t.where in (EVERY, set_name) and t.space in (None, space)}
+
+
+def _monotone(at: Dict[float, Dict]) -> bool:
+    return all(at[b][key] <= at[a][key] + 1e-12 for a, b in zip(MONOTONE_PERCEPTIONS, MONOTONE_PERCEPTIONS[1:])
+               for key in ("swd_ratio", "patch_fd_ratio"))
+
+
+def check_collection_targets(results: Dict) -> List[Dict]:
+    """Per (space, task, collection or pooled) cell: each issue-21 limit that applies, met or not."""
+    out = []
+    for space, entry in results["spaces"].items():
+        for task, sets in entry["tasks"].items():
+            for set_name, rows in sets.items():
+                at = {r["perception"]: r for r in rows}
+                limits = collection_limits(space, task, set_name)
+                if not limits or any(p not in at for p in MONOTONE_PERCEPTIONS):
+                    continue
+                top = at[1.0]
+                measured = {"psnr_loss": top["psnr_loss"], "swd": top["swd_ratio"],
+                            "patch_fd": top["patch_fd_ratio"], "swd_lowpass": top["lowpass_ratio"]}
+                checks = {key: _monotone(at) if key == "monotone" else measured[key] <= limit
+                          for key, limit in limits.items()}
+                out.append({"space": space, "task": task, "set": set_name, "limits": limits,
+                            "measured": measured, "checks": checks, "met": all(checks.values())})
+    return out
+
+
+METRIC_LABELS = {"psnr_loss": "PSNR loss", "swd": "SWD", "patch_fd": "patch-FD", "swd_lowpass": "low-pass"}
+
+
+def describe_targets() -> str:
+    """``COLLECTION_TARGETS`` in words, for the report."""
+    parts = []
+    for t in COLLECTION_TARGETS:
+        what = ("SWD and patch-FD never rise from 0.5 to 0.75 to 1" if t.metric == "monotone"
+                else f"ΔPSNR ≥ −{t.limit:.1f} dB" if t.metric == "psnr_loss"
+                else f"{METRIC_LABELS[t.metric]} ≤ {t.limit:g}×")
+        where = "each collection and pooled" if t.where == EVERY else t.where
+        tasks = "every task" if t.tasks == TASKS else ", ".join(t.tasks)
+        parts.append(f"{what} ({tasks}; {where}{'; ' + t.space if t.space else ''})")
+    return "; ".join(parts)
+
+
+def markdown_collections(results: Dict) -> str:
+    """One table per space (ΔPSNR / SWD / patch-FD / low-pass ratios per task and perception, one column per
+    collection and pooled), then every (space, task, set) cell of the issue-21 targets, met or not, and the count."""
+    cfg = results["config"]
+    sets = list(cfg.get("collections", {})) + [POOLED]
+    described = ", ".join(f"{n} ({c['folder']}{', halved' if c['half_size'] else ''})"
+                          for n, c in cfg.get("collections", {}).items())
+    lines = [f"Unpaired full recipe (the library's defaults), p = {cfg.get('patch_size')}: fitted on {cfg.get('fit')} "
+             f"against {cfg.get('natural')}; tested on {cfg.get('per_collection')} centre crops of "
+             f"{cfg.get('crop')} px per collection: {described}; pooled = all of them as one set. "
+             f"Cell: ΔPSNR (dB) / SWD× / patch-FD× (low-pass×), ratios to the MMSE output's on the same set. "
+             f"Denoiser: {cfg.get('denoiser', RESTORER_NAMES['denoise50'])}.", ""]
+    for name, entry in results["spaces"].items():
+        label = SPACES.get(name, (None, f"{entry['config'].get('latent_channels')} ch"))[1]
+        lines += [f"**{name} ({label})** ({entry.get('runtime_s', 0):.0f} s)", "",
+                  "| task | perception | " + " | ".join(sets) + " |", "|---|---|" + "---|" * len(sets)]
+        for task, per_set in entry["tasks"].items():
+            for p in MONOTONE_PERCEPTIONS:
+                cells = []
+                for s in sets:
+                    row = next((r for r in per_set.get(s, []) if abs(r["perception"] - p) < 1e-9), None)
+                    cells.append(_cell(row) if row else "–")
+                lines.append(f"| {task} | {p:g} | " + " | ".join(cells) + " |")
+        lines.append("")
+    targets = results.get("targets")
+    if targets is None:
+        targets = check_collection_targets(results)
+    lines += [f"**Issue-21 targets at perception 1**: {describe_targets()}.", "",
+              "| space | task | set | ΔPSNR | SWD | patch-FD | low-pass | monotone | met |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for t in targets:
+        m, c, lim = t["measured"], t["checks"], t["limits"]
+
+        def mark(key, value):
+            text = f"{-value:+.2f}" if key == "psnr_loss" else f"{value:.2f}"
+            if key not in c:
+                return text
+            limit = f"≥ {-lim[key]:+.1f}" if key == "psnr_loss" else f"≤ {lim[key]:g}"
+            return f"{text} {'✓' if c[key] else '✗'} ({limit})"
+        cells = [mark(key, m[key]) for key in ("psnr_loss", "swd", "patch_fd", "swd_lowpass")]
+        monotone = "–" if "monotone" not in c else "✓" if c["monotone"] else "✗"
+        lines.append(f"| {t['space']} | {t['task']} | {t['set']} | " + " | ".join(cells)
+                     + f" | {monotone} | {'yes' if t['met'] else 'no'} |")
+    met = sum(t["met"] for t in targets)
+    lines += ["", f"{met} of {len(targets)} cells meet every target (a cell: one space, task and collection, "
+                  "or the pooled set)."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_collections(results: Dict, path: Path) -> Optional[Path]:
+    """ΔPSNR against SWD and against patch-FD (ratios to the MMSE output) on the pooled set, one line per space,
+    per task, with the pooled limits."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    tasks = list(results["config"]["tasks"])
+    fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
+    for i, task in enumerate(tasks):
+        limits = collection_limits("", task, POOLED)
+        for name, entry in results["spaces"].items():
+            pts = entry["tasks"].get(task, {}).get(POOLED, [])
+            for j, key in enumerate(("swd_ratio", "patch_fd_ratio")):
+                axes[i, j].plot([r[key] for r in pts], [-r["psnr_loss"] for r in pts], marker="o", label=name)
+                for r in pts:
+                    if r["perception"] in (0.5, 1.0):
+                        axes[i, j].annotate(f"{r['perception']:g}", (r[key], -r["psnr_loss"]), fontsize=7)
+        for j, (label, key) in enumerate((("SWD", "swd"), ("patch-FD", "patch_fd"))):
+            ax = axes[i, j]
+            if limits.get(key) is not None:
+                ax.axvline(limits[key], color="grey", ls=":", lw=1)
+            ax.axhline(-limits["psnr_loss"], color="grey", ls=":", lw=1)
+            ax.set_title(f"{RESTORER_NAMES[task]}, pooled collections: ΔPSNR vs {label} ratio")
+            ax.set_xlabel(f"{label} to clean / MMSE output's (lower = more natural)")
+            ax.set_ylabel("ΔPSNR vs MMSE (dB)")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def collections_mode(collections: Optional[List[str]], n_spaces: int, halves: bool) -> Optional[List[str]]:
+    """The collections to run, or None for the held-apart modes: ``--collections`` (empty: all), else all of them
+    when several spaces are given, unless ``--halves`` asks for the issue-10 run."""
+    if collections is None:
+        return list(COLLECTIONS) if n_spaces > 1 and not halves else None
+    return [n for n in COLLECTIONS if n in collections] if collections else list(COLLECTIONS)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="the development data folder")
     parser.add_argument("--vae", nargs="+", default=[DEFAULT_SPACE],
                         help=f"latent spaces: {', '.join(SPACES)}, 'all', or any --vae of the command line "
-                             "(a TAESD folder, FOLDER:NAME); several give pd_spaces.md with the issue-10 targets")
+                             "(a TAESD folder, FOLDER:NAME); several give pd_collections.md with the issue-21 "
+                             "targets (with --halves: pd_spaces.md with the issue-10 targets)")
+    parser.add_argument("--collections", nargs="*", choices=list(COLLECTIONS), default=None,
+                        help="the issue-21 run on these test collections (no name: all; the default with several "
+                             "spaces): unpaired full recipe only, perceptions 0/0.5/0.75/1, no SSIM or NIQE unless "
+                             "asked; --protocols and --n-test do not apply")
+    parser.add_argument("--per-collection", type=int, default=12, help="crops per test collection")
+    parser.add_argument("--halves", action="store_true",
+                        help="with several spaces: the issue-10 run (held-apart CBSD68 crops and their halves, "
+                             "pd_spaces.md) instead of the collections")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench_out")
-    parser.add_argument("--tasks", nargs="+", default=list(E.TASKS), choices=E.TASKS)
+    parser.add_argument("--tasks", nargs="+", default=None, choices=TASKS,
+                        help="default: denoise50 and sr4; in the collections run also denoise50_unclipped")
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--n-fit", type=int, default=12)
     parser.add_argument("--n-test", type=int, default=12)
     parser.add_argument("--crop", type=int, default=256, help="centre-crop size (pixels, multiple of 8)")
-    parser.add_argument("--no-niqe", action="store_true", help="skip NIQE")
-    parser.add_argument("--ssim", choices=("all", "ends", "none"), default="all",
-                        help="where to measure SSIM (the slowest metric): every perception, 0 and 1 only, nowhere")
+    parser.add_argument("--niqe", action=argparse.BooleanOptionalAction, default=None,
+                        help="measure NIQE (default: yes, but not in the collections run)")
+    parser.add_argument("--ssim", choices=("all", "ends", "none"), default=None,
+                        help="where to measure SSIM (the slowest metric): every perception, 0 and 1 only, nowhere "
+                             "(default: all, but none in the collections run)")
     parser.add_argument("--keep-clipping-bias", action="store_true",
                         help="use FFDNet's output as is; by default the bias that the clipped noise leaves in it is "
                              "undone (deepot_core.tooling.clipped_noise)")
@@ -517,12 +906,18 @@ def main(argv=None) -> int:
     start = time.time()
     torch.manual_seed(0)
     vaes = list(SPACES) if args.vae == ["all"] else args.vae
-    options = dict(tasks=args.tasks, protocols=args.protocols, n_fit=args.n_fit, n_test=args.n_test,
-                   crop=args.crop, niqe=not args.no_niqe, ssim={"all": True, "ends": "ends", "none": False}[args.ssim],
-                   undo_clipping=not args.keep_clipping_bias)
+    names = collections_mode(args.collections, len(vaes), args.halves)
+    if names is not None and args.halves:
+        parser.error("--halves is the held-apart run; leave out --collections")
+    ssim_modes = {"all": True, "ends": "ends", "none": False}
+    args.out.mkdir(parents=True, exist_ok=True)
+    if names is not None:
+        return main_collections(args, vaes, names, ssim=ssim_modes[args.ssim or "none"], start=start)
+    options = dict(tasks=args.tasks or list(E.TASKS), protocols=args.protocols, n_fit=args.n_fit,
+                   n_test=args.n_test, crop=args.crop, niqe=args.niqe is not False,
+                   ssim=ssim_modes[args.ssim or "all"], undo_clipping=not args.keep_clipping_bias)
     if args.natural_marginal:
         options["recipes"] = [P.PAPER_RECIPE, replace(P.FULL_RECIPE, natural_marginal=NATURAL_MARGINAL_SHAPE)]
-    args.out.mkdir(parents=True, exist_ok=True)
     if len(vaes) > 1:
         spaces = run_spaces(args.data, vaes, **options)
         spaces["runtime_s"] = time.time() - start
@@ -541,6 +936,22 @@ def main(argv=None) -> int:
     plot(results, args.out / "pd_curve.png")
     print(table)
     print(f"wrote {args.out}/pd_curve.md, .json, .png — whole run {results['runtime_s']:.0f} s")
+    return 0
+
+
+def main_collections(args, vaes: Sequence[str], names: Sequence[str], ssim, start: float) -> int:
+    """The issue-21 run: ``run_collections``, written to pd_collections.md, .json and .png."""
+    results = run_collections(args.data, vaes, tasks=args.tasks or list(TASKS), names=names, n_fit=args.n_fit,
+                              per_collection=args.per_collection, crop=args.crop, niqe=args.niqe is True, ssim=ssim,
+                              undo_clipping=not args.keep_clipping_bias,
+                              natural_marginal=NATURAL_MARGINAL_SHAPE if args.natural_marginal else None)
+    results["runtime_s"] = time.time() - start
+    table = markdown_collections(results)
+    (args.out / "pd_collections.md").write_text(table)
+    (args.out / "pd_collections.json").write_text(json.dumps(results, indent=1))
+    plot_collections(results, args.out / "pd_collections.png")
+    print(table)
+    print(f"wrote {args.out}/pd_collections.md, .json, .png — whole run {results['runtime_s']:.0f} s")
     return 0
 
 
