@@ -18,7 +18,10 @@ perception 1 overshot. Photos are close to scale-invariant: a Laplacian level ho
 about s× the energy of the next coarser one (s = 1.5, 1.0, 0.9 from the finest, rounded from
 the ratios of Kodak24, 1.60/0.99/0.87, and of the CBSD68 fit photos, 1.54/0.89/0.72). Per
 image, each of the finest levels of the added band gets the largest gain in [0, 1] that keeps
-the output within that slope (coarse to fine, never below the restored image's own energy).
+the output's level within that slope of the *restored image's* next coarser level (never below
+the restored image's own energy). The reference is what the restorer kept, not the output's own
+coarser level: a decoder that over-renders level k+1 would otherwise raise level k's allowance in
+turn, and that cascade cost TAEF1 −3.9 dB on Set14 ×4 SR (−3.05 without it; docs/collections.md).
 Where the decoder renders faithfully the caps do not bind and the output is unchanged;
 perception scales the capped band, so the curve stays monotone.
 
@@ -112,10 +115,10 @@ def natural_slope_gains(base: torch.Tensor, band: torch.Tensor,
     """Per image and finest pyramid level, the gain on ``band`` that keeps ``base + band`` within the natural slope.
 
     ``base`` and ``band`` are [B,C,H,W]; returns [B, len(slopes)] gains (finest first). Level k of the output may
-    hold at most ``slopes[k]`` × the energy of its level k+1 (or the restored image's own level-k energy, if that
-    is more): gains in [0, 1]. Where ``floors[k]`` is given and the full band leaves level k below ``floors[k]`` ×
-    level k+1, the gain rises to reach it, at most ``NATURAL_FLOOR_MAX_GAIN``. Energies are means over pixels and
-    channels, in float64.
+    hold at most ``slopes[k]`` × the energy of the restored image's level k+1 (or the restored image's own level-k
+    energy, if that is more): gains in [0, 1]. Where ``floors[k]`` is given and the full band leaves level k below
+    ``floors[k]`` × that level k+1, the gain rises to reach it, at most ``NATURAL_FLOOR_MAX_GAIN``. Energies are
+    means over pixels and channels, in float64.
     """
     slopes = _check_slopes(slopes)
     floors = _check_floors(floors, slopes)
@@ -137,14 +140,13 @@ def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Seq
 
     levels = len(slopes)
     gains = torch.ones(bands_r[0].shape[0], levels, dtype=torch.float64, device=bands_r[0].device)
-    above = energy(bands_r[levels] + bands_h[levels])
     for k in range(levels - 1, -1, -1):
         a, b, c = energy(bands_h[k]), cross(bands_h[k], bands_r[k]), energy(bands_r[k])
-        g = _largest_gain(a, b, c, torch.maximum(slopes[k] * above, c))
+        kept = energy(bands_r[k + 1])  # what the restorer kept one level coarser, never the decoder's own
+        g = _largest_gain(a, b, c, torch.maximum(slopes[k] * kept, c))
         if k < len(floors) and floors[k] > 0:
-            g = torch.where(g < 1, g, _floor_gain(a, b, c, floors[k] * above, NATURAL_FLOOR_MAX_GAIN))
+            g = torch.where(g < 1, g, _floor_gain(a, b, c, floors[k] * kept, NATURAL_FLOOR_MAX_GAIN))
         gains[:, k] = g
-        above = a * g * g + 2 * b * g + c
     return gains
 
 

@@ -57,7 +57,9 @@ def test_over_rendered_detail_overshoots_without_the_cap(over_rendered):
 def test_with_the_cap_distances_fall_monotonically_to_perception_one(over_rendered):
     d = curve(over_rendered, DEFAULT_NATURAL_SLOPES)
     assert all(b < a for a, b in zip(d, d[1:])), d
-    assert d[-1] < 0.5 * d[0]  # and perception 1 is much closer to the photos than the restored images
+    # and perception 1 is much closer to the photos than the restored images (the cap measures against the
+    # restored image's own coarser level, which this blur also weakened, so it keeps less than all the detail)
+    assert d[-1] < 0.7 * d[0]
 
 
 def test_a_band_within_the_slope_is_left_alone():
@@ -112,15 +114,14 @@ def brute_force_gains(base, band, slopes, steps=4001):
     grid = torch.linspace(0, 1, steps, dtype=torch.float64)
     out = torch.ones(base.shape[0], levels, dtype=torch.float64)
     for i in range(base.shape[0]):
-        above = float((rb[levels][i] + hb[levels][i]).double().pow(2).mean())
         for k in range(levels - 1, -1, -1):
             r, h = rb[k][i].double(), hb[k][i].double()
+            kept = float(rb[k + 1][i].double().pow(2).mean())  # the restored image's own next coarser level
             energies = torch.stack([(r + g * h).pow(2).mean() for g in grid])
-            cap = max(slopes[k] * above, float(r.pow(2).mean()))
+            cap = max(slopes[k] * kept, float(r.pow(2).mean()))
             fits = (energies <= cap * (1 + 1e-12)).nonzero()
             g = float(grid[fits[-1]]) if len(fits) else 0.0
             out[i, k] = g
-            above = float((r + g * h).pow(2).mean())
     return out
 
 
@@ -159,7 +160,8 @@ def _energies(bands):
 @given(size=st.integers(16, 48), channels=st.sampled_from([1, 3]), seed=st.integers(0, 10_000),
        scale=st.floats(0.0, 5.0), slopes=st.lists(st.floats(0.3, 4.0), min_size=1, max_size=3))
 def test_capped_output_keeps_the_slope_and_gains_stay_in_range(size, channels, seed, scale, slopes):
-    """Any base and band: gains in [0, 1]; each capped level within max(slope × the level above, its own)."""
+    """Any base and band: gains in [0, 1]; each capped level within max(slope × the restored image's level above,
+    its own)."""
     g = torch.Generator().manual_seed(seed)
     base = torch.rand(2, channels, size, size, generator=g, dtype=torch.float64)
     band = scale * torch.randn(2, channels, size, size, generator=g, dtype=torch.float64)
@@ -170,7 +172,7 @@ def test_capped_output_keeps_the_slope_and_gains_stay_in_range(size, channels, s
     out = [r + (gains[:, k, None, None, None] * h if k < levels else h) for k, (r, h) in enumerate(zip(rb, hb))]
     e_out, e_base = _energies(out), _energies(rb)
     for k in range(levels):
-        limit = torch.maximum(slopes[k] * e_out[k + 1], e_base[k])
+        limit = torch.maximum(slopes[k] * e_base[k + 1], e_base[k])
         assert bool((e_out[k] <= limit * (1 + 1e-9) + 1e-15).all())
     # the bands rebuild the band exactly: with every gain 1 the cap is a no-op
     torch.testing.assert_close(collapse(hb), band)
