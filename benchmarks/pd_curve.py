@@ -922,20 +922,19 @@ def main(argv=None) -> int:
         spaces = run_spaces(args.data, vaes, **options)
         spaces["runtime_s"] = time.time() - start
         table = markdown_spaces(spaces, "unpaired" if "unpaired" in args.protocols else args.protocols[0])
-        (args.out / "pd_spaces.md").write_text(table)
-        (args.out / "pd_spaces.json").write_text(json.dumps(spaces, indent=1))
-        plot_spaces(spaces, args.out / "pd_spaces.png")
-        print(table)
-        print(f"wrote {args.out}/pd_spaces.md, .json, .png — whole run {spaces['runtime_s']:.0f} s")
-        return 0
+        return write_report(args.out, "pd_spaces", spaces, table, plot_spaces)
     results = run_benchmark(args.data, vae=vaes[0], **options)
     results["runtime_s"] = time.time() - start
-    table = markdown(results)
-    (args.out / "pd_curve.md").write_text(table)
-    (args.out / "pd_curve.json").write_text(json.dumps(results, indent=1))
-    plot(results, args.out / "pd_curve.png")
+    return write_report(args.out, "pd_curve", results, markdown(results), plot)
+
+
+def write_report(out: Path, stem: str, results: Dict, table: str, plot_to) -> int:
+    """``stem``.md (the table, also printed), .json (every figure) and .png (``plot_to``) in ``out``."""
+    (out / f"{stem}.md").write_text(table)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1))
+    plot_to(results, out / f"{stem}.png")
     print(table)
-    print(f"wrote {args.out}/pd_curve.md, .json, .png — whole run {results['runtime_s']:.0f} s")
+    print(f"wrote {out}/{stem}.md, .json, .png — whole run {results['runtime_s']:.0f} s")
     return 0
 
 
@@ -946,13 +945,7 @@ def main_collections(args, vaes: Sequence[str], names: Sequence[str], ssim, star
                               undo_clipping=not args.keep_clipping_bias,
                               natural_marginal=NATURAL_MARGINAL_SHAPE if args.natural_marginal else None)
     results["runtime_s"] = time.time() - start
-    table = markdown_collections(results)
-    (args.out / "pd_collections.md").write_text(table)
-    (args.out / "pd_collections.json").write_text(json.dumps(results, indent=1))
-    plot_collections(results, args.out / "pd_collections.png")
-    print(table)
-    print(f"wrote {args.out}/pd_collections.md, .json, .png — whole run {results['runtime_s']:.0f} s")
-    return 0
+    return write_report(args.out, "pd_collections", results, markdown_collections(results), plot_collections)
 
 
 if __name__ == "__main__":

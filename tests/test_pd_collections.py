@@ -1,6 +1,8 @@
 """The multi-collection benchmark (issue 21): each limit fails where it applies (per collection, pooled, TAEF2's
 cbsd68 check), the report lists every cell, the collections stay apart from the fit and natural sets, and the
 unclipped denoising task's noise is not clipped."""
+import json
+
 import pytest
 import torch
 
@@ -172,3 +174,16 @@ def test_sun_hays_crops_are_256_after_halving(shared_data):
     full = B.load_image(path)
     assert torch.equal(crops[0], E.centre_crop_square(B.half_size(full), 256))
     assert not torch.equal(crops[0], E.centre_crop_square(full, 256))
+
+
+def test_the_command_writes_the_report_every_cell_in_it(shared_data, tmp_path):
+    """End to end at toy size: the command line's collections run writes its table, figures and plot, and the
+    table holds a target row for every collection and the pooled set."""
+    rc = B.main(["--data", str(shared_data), "--vae", "taef2", "--collections", "--tasks", "sr4", "--n-fit", "2",
+                 "--per-collection", "2", "--crop", "64", "--out", str(tmp_path)])
+    assert rc == 0
+    table = (tmp_path / "pd_collections.md").read_text()
+    for name in SETS:
+        assert f"| taef2 | sr4 | {name} |" in table
+    results = json.loads((tmp_path / "pd_collections.json").read_text())
+    assert len(results["targets"]) == len(SETS) and results["runtime_s"] > 0
