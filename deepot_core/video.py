@@ -236,7 +236,7 @@ def camera_path(grey: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             key, key_path, to_key = t, eye, torch.zeros_like(to_key)
             continue
         guess = _params(_matrix(to_key) @ _matrix(step))
-        to_key = guess if key == t - 1 else _simplest_motion(grey[t:t + 1], grey[key:key + 1], guess)
+        to_key = _simplest_motion(grey[t:t + 1], grey[key:key + 1], guess)
         here = key_path @ _matrix(to_key)
         path.append(here[0])
         segments.append(segments[-1])
