@@ -42,9 +42,9 @@ perception 0 is still the restored image. It brings the patch SWD down in every 
 (×4 SR in TAEF2: 4.96 → 7.77 at perception 1): the texture it raises in flat areas reads as noise to a
 no-reference measure, so it is an option for research, not the default (docs/natural_marginal.md).
 
-Video (``video``, off by default): the batch is the frames of one clip. The slope gains are chosen once from the
-clip's pooled energies, and the band is carried along the clip's motion (``video.carry_detail``), so the detail
-moves with the picture instead of re-forming in every frame (docs/video.md).
+Video (``video``, off by default): the batch is the frames of one clip. The band is carried along the clip's motion
+(``video.ClipMotion``), so the detail moves with the picture instead of re-forming in every frame, and the slope
+gains are chosen once for the clip, from the pooled energies of the band as carried (docs/video.md).
 """
 from typing import List, Optional, Sequence
 
@@ -57,7 +57,7 @@ from .image_ops import check_image, gaussian_blur, match_batches, match_sizes, s
 from .natural_marginal import SHAPE_RANGE, match_marginal
 from .pyramid import collapse, laplacian_pyramid_bchw
 from .validation import check_scalar
-from .video import carry_detail
+from .video import ClipMotion
 
 #: Largest detail σ in pixels; beyond it the band holds the low frequencies it is meant to exclude.
 MAX_DETAIL_SIGMA = 64.0
@@ -151,16 +151,22 @@ def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Seq
 
 
 def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence[float],
-                        floors: Sequence[float] = (), per_clip: bool = False) -> torch.Tensor:
-    """``band`` with its finest pyramid levels scaled by ``natural_slope_gains`` (IMAGE layout in and out)."""
+                        floors: Sequence[float] = (), motion: Optional[ClipMotion] = None) -> torch.Tensor:
+    """``band`` with its finest pyramid levels scaled by ``natural_slope_gains`` (IMAGE layout in and out).
+
+    With a clip's ``motion`` (video mode) the gains are one per level for the clip, judged on the band as it will
+    be shown, carried: a frame then shows an earlier frame's detail, which is not correlated with this frame's own
+    detail (a denoiser's fresh residue) the way its own band was, so the output's energy differs from the one
+    each frame's own band would give."""
     h, w = base.shape[1:3]
     levels = min(len(slopes), max(0, min(h, w).bit_length() - 2))  # the pyramid needs 2^(levels+1) pixels
     if levels == 0:
         return band
     slopes, floors = list(slopes)[:levels], list(floors)[:levels]
     bands = laplacian_pyramid_bchw(band.permute(0, 3, 1, 2), levels + 1)
-    gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), bands, slopes,
-                   floors, per_clip).to(band.dtype)
+    shown = bands if motion is None else laplacian_pyramid_bchw(motion.carry(band).permute(0, 3, 1, 2), levels + 1)
+    gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), shown, slopes,
+                   floors, per_clip=motion is not None).to(band.dtype)
     bands = [x * gains[:, k, None, None, None] if k < levels else x for k, x in enumerate(bands)]
     return collapse(bands).permute(0, 2, 3, 1)
 
@@ -206,12 +212,13 @@ def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slop
     delta = moved - split_alpha(images[2])[0]
     if detail_sigma > 0:
         delta = delta - gaussian_blur(delta, detail_sigma)
+    motion = ClipMotion(base) if video else None
     if slopes:
-        delta = _natural_slope_band(base, delta, slopes, floors, per_clip=video)
+        delta = _natural_slope_band(base, delta, slopes, floors, motion)
     if marginal is not None:
         delta = _natural_marginal_band(base, delta, marginal)
-    if video:
-        delta = carry_detail(base, delta)
+    if motion is not None:
+        delta = motion.carry(delta)
     return base, alpha, delta
 
 
@@ -236,7 +243,7 @@ def pd_blend(restored: torch.Tensor, transported: torch.Tensor, perception: floa
     marginal) only act with ``reconstructed`` (σ 0 turns the band off; slopes None
     turn cap and floor off, floors None only the floor, marginal None the marginal). ``video``: the batch is the
     frames of one clip, in order: the band's gains are chosen once for the clip and the band is carried along the
-    clip's motion (``video.carry_detail``), so the added detail moves with the picture.
+    clip's motion (``video.ClipMotion``), so the added detail moves with the picture.
     """
     perception = check_scalar(perception, "perception", STRENGTH_MIN, STRENGTH_MAX)
     return _at(*_blend_step(restored, transported, reconstructed, detail_sigma, natural_slopes, natural_floors,

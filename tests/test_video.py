@@ -147,6 +147,31 @@ def test_per_clip_gains_are_one_per_level_for_the_whole_clip():
     assert float(per_clip.min()) < 1 and per_frame.shape == per_clip.shape
 
 
+def test_video_gains_keep_the_shown_detail_within_the_natural_slope():
+    """Each frame's own band here cancels most of that frame's fresh residue (as a transport that shrinks a
+    denoiser's leftovers does) and adds strong detail; carried to later frames it no longer cancels their residue.
+    The cap must hold for what is shown, the carried band, not for the bands each frame would have had."""
+    photo = F.avg_pool2d(scene(9, 256).permute(0, 3, 1, 2), 5, 1, 2).permute(0, 2, 3, 1)
+    g = torch.Generator().manual_seed(10)
+    clean = 0.5 + 0.3 * (torch.cat([window(photo, 2.0 * t, 0) for t in range(6)]) - 0.5)
+    fine = torch.randn(clean.shape, generator=g).permute(0, 3, 1, 2)
+    residue = (fine - V._gauss(fine, 1.0)).permute(0, 2, 3, 1) * 0.05
+    restored = clean + residue
+    detail = torch.randn(clean.shape, generator=g).permute(0, 3, 1, 2)
+    own = -0.95 * residue + 0.02 * (detail - V._gauss(detail, 1.0)).permute(0, 2, 3, 1)
+    out = pd_sweep(restored, restored + own, [1.0], reconstructed=restored, detail_sigma=0.0, natural_floors=None,
+                   video=True)
+
+    def energy(images, level):
+        return float(laplacian_pyramid_bchw(images.permute(0, 3, 1, 2).double(), 4)[level].pow(2).mean())
+
+    cap = max(1.5 * energy(restored, 1), energy(restored, 0))
+    assert energy(out, 0) <= 1.01 * cap
+    unchecked = pd_sweep(restored, restored + own, [1.0], reconstructed=restored, detail_sigma=0.0,
+                         natural_slopes=None, video=True)
+    assert energy(unchecked, 0) > 1.2 * cap  # the carried band alone would break it
+
+
 def test_a_zero_shot_transport_takes_one_source_per_clip_in_video_mode():
     g = torch.Generator().manual_seed(0)
     natural = torch.randn(2, 4, 12, 12, generator=g)
