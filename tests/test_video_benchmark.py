@@ -37,3 +37,18 @@ def test_shimmer_is_zero_for_glued_detail_and_high_for_fresh_detail():
     assert shimmer(glued, (2.0, 0.0), 1.0) < 0.05
     fresh = V._gauss(torch.randn(5, 3, 64, 64, generator=g), 1.0).permute(0, 2, 3, 1)
     assert shimmer(fresh, (2.0, 0.0), 1.0) > 1.2
+
+
+def test_finest_detail_glued_to_a_zoom_scores_low_and_dulled_detail_does_not():
+    """The zoom's measure moves back on the exact 2× upsampling: the finest level carried that way scores near 0;
+    carried by plain bicubic it loses energy, and that change counts."""
+    g = torch.Generator().manual_seed(1)
+    noise = torch.randn(1, 3, 96, 96, generator=g)
+    band = noise - V._gauss(noise, 1.0)
+    zoom, c = 1.02, 47.5
+    ys, xs = torch.meshgrid(torch.arange(96.0), torch.arange(96.0), indexing="ij")
+    flow = torch.stack([c + (xs - c) / zoom - xs, c + (ys - c) / zoom - ys])[None]
+    glued = torch.cat([band, V.warp_detail(band, flow)]).permute(0, 2, 3, 1)
+    dulled = torch.cat([band, V.warp(band, flow)[0]]).permute(0, 2, 3, 1)
+    assert shimmer(glued, (0.0, 0.0), zoom) < 0.1
+    assert shimmer(dulled, (0.0, 0.0), zoom) > 0.3
