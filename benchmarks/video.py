@@ -93,9 +93,9 @@ def shimmer(band: torch.Tensor, shift, zoom: float) -> float:
     return float(diff / band[inner].abs().mean().clamp_min(1e-12))
 
 
-def clip_rows(space, space_name, task, clip, frames_clean, restore, natural) -> List[Dict]:
+def clip_rows(space, space_name, task, clip, frames_clean, restore, natural, seed: int = 7) -> List[Dict]:
     name, shift, zoom = clip
-    degraded = E.degrade(list(frames_clean.split(1)), task, seed=7)
+    degraded = E.degrade(list(frames_clean.split(1)), task, seed=seed)
     with torch.inference_mode():
         restored = torch.cat([r.clone() for r in restore(degraded)]).clamp(0, 1)
     transport = fit_on_images(space, restored, natural)
@@ -178,6 +178,7 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--photo", default="kodim20", help="a Kodak photo held out of the natural set")
+    parser.add_argument("--seed", type=int, default=7, help="the degradation's seed (the noise of every frame)")
     parser.add_argument("--time", action="store_true",
                         help="also time Make Realistic on 64 frames of 512² in the first --vae space")
     parser.add_argument("--out", type=Path, default=Path("video_out"))
@@ -193,7 +194,7 @@ def main(argv=None) -> int:
             space, _ = resolve_space("pixel" if space_name == "pixel_space" else space_spec(space_name, args.data))
             for clip in [c for c in CLIPS if c[0] in args.clips]:
                 clean = render_clip(photo, args.size, args.frames, clip[1], clip[2])
-                off, on, extra = clip_rows(space, space_name, task, clip, clean, restore, natural)
+                off, on, extra = clip_rows(space, space_name, task, clip, clean, restore, natural, args.seed)
                 rows += [off, on]
                 if clip[0] == STRIP_CLIP or (space_name, task) not in strips:
                     strips[(space_name, task)] = (clip[1], *extra["strip"])
