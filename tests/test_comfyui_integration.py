@@ -304,6 +304,49 @@ def test_make_realistic_is_the_modular_chain_in_the_executor(comfy, vae_name):
     assert report.startswith("fitted on 1 natural photo(s) (colours harmonised")
 
 
+def test_make_realistic_video_frames_keeps_a_pans_detail_on_the_picture_in_the_executor(comfy):
+    """Three frames of a 2 px pan (ImageCrop + ImageBatch, as a user cuts a clip): with video_frames the detail of
+    frame t+1, moved back by the pan, is that of frame t; without, it re-forms in every frame."""
+    import numpy as np
+
+    from PIL import Image
+
+    rng = np.random.default_rng(3)  # a scene with structure in every direction (a camera's motion is seen)
+    coarse = Image.fromarray((rng.random((12, 14, 3)) * 255).astype(np.uint8)).resize((140, 120), Image.BICUBIC)
+    Image.fromarray(np.asarray(coarse)).save(comfy.base / "input" / "scene.png")
+    prompt = {
+        "1": {"class_type": "LoadImage", "inputs": {"image": "scene.png"}},
+        "2": {"class_type": "LoadImage", "inputs": {"image": "other.png"}},
+        "3": {"class_type": "VAELoader", "inputs": {"vae_name": "taesd"}},
+        "4": {"class_type": "ImageBlur", "inputs": {"image": ["1", 0], "blur_radius": 4, "sigma": 2.0}},
+    }
+    for k, x in enumerate((0, 2, 4)):  # a blurred photo, so the transport adds detail well above 8-bit rounding
+        prompt[f"1{k}"] = {"class_type": "ImageCrop", "inputs": {"image": ["4", 0], "width": 96, "height": 96,
+                                                                  "x": x, "y": 8}}
+    prompt["20"] = {"class_type": "ImageBatch", "inputs": {"image1": ["10", 0], "image2": ["11", 0]}}
+    prompt["21"] = {"class_type": "ImageBatch", "inputs": {"image1": ["20", 0], "image2": ["12", 0]}}
+    prompt["22"] = {"class_type": "PreviewImage", "inputs": {"images": ["21", 0]}}
+    for node, video in (("30", False), ("31", True)):
+        prompt[node] = {"class_type": "DeepOT_MakeRealistic", "inputs": {
+            "restored": ["21", 0], "vae": ["3", 0], "natural": ["2", 0], "perception": 1.0, "video_frames": video}}
+        prompt[node + "p"] = {"class_type": "PreviewImage", "inputs": {"images": [node, 0]}}
+    entry = comfy.queue(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+
+    def frames(node):
+        return [np.asarray(view_image(comfy, i), dtype=np.float64) for i in entry["outputs"][node]["images"]]
+
+    restored = frames("22")
+    shimmer = {}
+    for node in ("30p", "31p"):
+        bands = [out - r for out, r in zip(frames(node), restored)]
+        assert len(bands) == 3
+        inner = (slice(12, -12), slice(12, -14))
+        change = [np.abs(bands[t + 1][:, :-2] - bands[t][:, 2:])[inner].mean() for t in range(2)]
+        shimmer[node] = float(np.mean(change) / np.abs(bands[0][inner]).mean())
+    assert shimmer["31p"] < 0.15 and shimmer["30p"] > 0.8, shimmer
+
+
 def test_make_realistic_without_photos_or_transport_says_what_to_connect(comfy):
     prompt = {
         "1": {"class_type": "LoadImage", "inputs": {"image": "natural.png"}},
