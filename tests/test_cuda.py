@@ -79,3 +79,20 @@ def test_apply_node_computes_on_gpu_and_returns_on_intermediate_device(monkeypat
     monkeypatch.setattr(type(transport), "apply", spy)
     (out,) = node_class("DeepOT_ApplyLatentTransport").execute({"samples": src[:1]}, transport, 1.0).args
     assert seen["device"] == "cuda" and out["samples"].device.type == "cpu"
+
+
+@pytest.mark.parametrize("zoom", [1.0, 1.02])
+def test_video_mode_blend_on_gpu_matches_cpu(zoom):
+    """Video mode's motion, exact shifts and 2x-upsampled warps run on the frames' device, as on the CPU."""
+    from test_video import scene, window
+    from deepot_core.blend import pd_sweep
+
+    photo = torch.nn.functional.avg_pool2d(scene(2, 256).permute(0, 3, 1, 2), 5, 1, 2).permute(0, 2, 3, 1)
+    restored = torch.cat([window(photo, 1.5 * t, 0.5 * t, zoom=zoom ** t) for t in range(4)])
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(restored.shape, generator=g)
+    transported = (restored + 0.05 * noise).clamp(0, 1)
+    cpu = pd_sweep(restored, transported, [1.0], reconstructed=restored, video=True)
+    gpu = pd_sweep(restored.to(CUDA), transported.to(CUDA), [1.0], reconstructed=restored.to(CUDA), video=True)
+    assert gpu.device.type == "cuda" and torch.isfinite(gpu).all()
+    assert float((gpu.cpu() - cpu).abs().mean()) < 1e-3
