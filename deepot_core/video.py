@@ -47,6 +47,11 @@ TRAJECTORY_RADIUS = 2
 #: stays on its input's pixel grid, and unblurred it pulls the estimate toward standing still (×4 SR: 0.87 px
 #: estimated for a 1 px pan; 0.98 with this blur).
 FLOW_PRESMOOTH_SIGMA = 4.0
+#: Smallest ratio of the weaker to the stronger direction of the frames' pooled structure tensor at which their
+#: blurred structure shows motion both ways. Photos blurred by ``FLOW_PRESMOOTH_SIGMA`` hold 0.2–0.95 (Kodak 13–24,
+#: Set14); a scene whose coarse structure runs one way (broad stripes, its fine texture blurred away) 0.017, and
+#: there the motion along the stripes is not seen: the blur is halved until the ratio is reached (``_presmoothed``).
+APERTURE_MIN_RATIO = 0.05
 #: A pixel is seen by an earlier frame where the motion-compensated restored frames differ by less than this
 #: (0..1 grey levels, after a 1-pixel blur): larger differences are occlusions or independent motion.
 SEEN_TOLERANCE = 0.04
@@ -269,6 +274,27 @@ def _motion(now, then, affine: torch.Tensor, small_now, small_then, scale: int):
     return camera + off * (dense - camera), shift, off
 
 
+def _structure_ratio(grey: torch.Tensor) -> float:
+    """The weaker over the stronger eigenvalue of the gradients' structure tensor pooled over all frames [T,1,H,W]:
+    near 0 where the picture only changes in one direction (the aperture problem for the whole frame)."""
+    gx, gy = _gradients(grey.double())
+    a, b, c = float((gx * gx).sum()), float((gx * gy).sum()), float((gy * gy).sum())
+    root = ((a - c) ** 2 / 4 + b * b) ** 0.5
+    strong, weak = (a + c) / 2 + root, (a + c) / 2 - root
+    return weak / strong if strong > 0 else 0.0
+
+
+def _presmoothed(restored: torch.Tensor) -> torch.Tensor:
+    """The frames' luminance [T,1,H,W] blurred for motion estimation: by ``FLOW_PRESMOOTH_SIGMA``, or by a half or a
+    quarter of it where the blurred frames hold structure in one direction only (``APERTURE_MIN_RATIO``)."""
+    luma = _grey(restored.float())
+    for sigma in (FLOW_PRESMOOTH_SIGMA, FLOW_PRESMOOTH_SIGMA / 2, FLOW_PRESMOOTH_SIGMA / 4):
+        grey = _gauss(luma, sigma)
+        if _structure_ratio(grey) >= APERTURE_MIN_RATIO:
+            break
+    return grey
+
+
 def _working_scale(grey: torch.Tensor) -> int:
     """The power of two that brings the frames' longer side to at most ``MOTION_MAX_SIDE`` (motion is estimated
     there: the frames are blurred anyway, so full resolution adds time, not accuracy)."""
@@ -355,7 +381,8 @@ class ClipMotion:
 
     ``camera_path`` finds each frame's affine motion to its shot's first frame, estimated directly against the key
     frame (so its error does not grow with the distance) on restored frames blurred by ``FLOW_PRESMOOTH_SIGMA``
-    (a restorer's aliasing stays on its input's pixel grid and pulls the estimate toward standing still), then
+    (a restorer's aliasing stays on its input's pixel grid and pulls the estimate toward standing still; less
+    where that blur leaves structure in one direction only, ``_presmoothed``), then
     smoothed along the shot: a ×4 upscaler's output wobbles by about 0.1 px from frame to frame as the input's
     pixel phase changes, and detail that followed the wobble would shimmer. Per-pixel motion is used only where
     the camera's does not explain the picture.
@@ -366,7 +393,7 @@ class ClipMotion:
         self.plan = []  # per frame after the first: None (a cut: its own band) or (key, to_key, seen, step, seen_prev)
         if self.frames < 2:
             return
-        grey = _gauss(_grey(restored.float()), FLOW_PRESMOOTH_SIGMA)
+        grey = _presmoothed(restored)
         scale = _working_scale(grey)
         small = F.avg_pool2d(grey, scale) if scale > 1 else grey
         path, segments = camera_path(small)
