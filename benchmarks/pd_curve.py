@@ -41,6 +41,7 @@ half) and ``pd_spaces.png``.
 """
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -59,6 +60,7 @@ from deepot_core.tooling import experiments as E  # noqa: E402
 from deepot_core.tooling import spaces as S  # noqa: E402
 from deepot_core.tooling.clipped_noise import undo_noise_clipping  # noqa: E402
 from deepot_core.tooling.imageio import list_images, load_image  # noqa: E402
+from deepot_core.tooling.metrics import patch_frechet_distance  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = Path(os.environ.get("DEEPOT_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
@@ -663,6 +665,30 @@ def _measure(outputs, clean, niqe_params, ssim, perception: float) -> Dict:
     return E.evaluate(outputs, clean, niqe_params, with_ssim=with_ssim)
 
 
+def per_image(outputs: Dict[float, List[torch.Tensor]], restored: List[torch.Tensor], clean: List[torch.Tensor],
+              names: Sequence[str]) -> Dict:
+    """Per image of one collection: ΔPSNR at perception 1 against the MMSE output, and, where the set's patch-FD
+    rises from 0.75 to 1, the images without which it does not (leave one out): which photos a broken curve comes
+    from."""
+    def mse(a, b):
+        return float((a[..., :3].double() - b[..., :3].double()).pow(2).mean())
+
+    def fd(p, keep):
+        return patch_frechet_distance([outputs[p][i][..., :3].float() for i in keep],
+                                      [clean[i][..., :3].float() for i in keep])
+
+    loss = [10 * math.log10(max(mse(o, c), 1e-20) / max(mse(r, c), 1e-20))
+            for o, r, c in zip(outputs[1.0], restored, clean)]
+    everyone = range(len(clean))
+    drivers = []
+    if len(clean) > 2 and fd(1.0, everyone) > fd(0.75, everyone):
+        for i in everyone:
+            keep = [j for j in everyone if j != i]
+            if fd(1.0, keep) <= fd(0.75, keep):
+                drivers.append(names[i])
+    return {"names": list(names), "psnr_loss_at_1": loss, "patch_fd_rise_without": drivers}
+
+
 def run_collections(data: Path, spaces: Sequence[str], tasks=TASKS, names: Sequence[str] = tuple(COLLECTIONS),
                     n_fit: int = 12, per_collection: int = 12, crop: int = 256, niqe: bool = False, ssim=False,
                     undo_clipping: bool = True, natural_marginal: Optional[float] = None, log=print) -> Dict:
@@ -720,6 +746,9 @@ def run_collections(data: Path, spaces: Sequence[str], tasks=TASKS, names: Seque
             swept = {s: P.sweep(space, transport, per[s], perceptions, recipe) for s in clean if s != POOLED}
             swept = {**swept, POOLED: {p: [img for s in swept for img in swept[s][p]] for p in perceptions}}
             t2 = time.time()
+            entry.setdefault("per_image", {})[task] = {
+                s: per_image(swept[s], per[s], clean[s], results["config"]["collections"][s]["images"])
+                for s in clean if s != POOLED}
             entry["tasks"][task] = {
                 s: [_row(recipe.name, 0.0, mmse[task][s], mmse[task][s])]
                 + [_row(recipe.name, p, _measure(swept[s][p], clean[s], niqe_params, ssim, p), mmse[task][s])
@@ -779,6 +808,25 @@ def describe_targets() -> str:
     return "; ".join(parts)
 
 
+def per_image_markdown(results: Dict, worst: int = 2) -> List[str]:
+    """Per space, task and collection: the photos that cost most at perception 1, and where patch-FD rises from
+    0.75 to 1, the photos without which it does not (``per_image``)."""
+    rows = []
+    for name, entry in results["spaces"].items():
+        for task, sets in entry.get("per_image", {}).items():
+            for s, info in sets.items():
+                order = sorted(range(len(info["names"])), key=lambda i: -info["psnr_loss_at_1"][i])[:worst]
+                costly = ", ".join(f"{info['names'][i]} {-info['psnr_loss_at_1'][i]:+.2f}" for i in order)
+                rise = ", ".join(info["patch_fd_rise_without"]) or "–"
+                rows.append(f"| {name} | {task} | {s} | {costly} | {rise} |")
+    if not rows:
+        return []
+    return ["**Per photo at perception 1**: the photos with the largest ΔPSNR (dB) in each collection, and, where "
+            "the collection's patch-FD rises from perception 0.75 to 1, the photos without which it does not "
+            "(leave one out; – where it does not rise, or no single photo explains it).", "",
+            "| space | task | set | largest loss | rise gone without |", "|---|---|---|---|---|"] + rows + [""]
+
+
 def markdown_collections(results: Dict) -> str:
     """One table per space (ΔPSNR / SWD / patch-FD / low-pass ratios per task and perception, one column per
     collection and pooled), then every (space, task, set) cell of the issue-21 targets, met or not, and the count."""
@@ -803,6 +851,7 @@ def markdown_collections(results: Dict) -> str:
                     cells.append(_cell(row) if row else "–")
                 lines.append(f"| {task} | {p:g} | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += per_image_markdown(results)
     targets = results.get("targets")
     if targets is None:
         targets = check_collection_targets(results)

@@ -187,3 +187,25 @@ def test_the_command_writes_the_report_every_cell_in_it(shared_data, tmp_path):
         assert f"| taef2 | sr4 | {name} |" in table
     results = json.loads((tmp_path / "pd_collections.json").read_text())
     assert len(results["targets"]) == len(SETS) and results["runtime_s"] > 0
+
+
+def test_per_image_names_the_photo_whose_overshoot_breaks_the_curve():
+    """Six smooth photos; at perception 1 one of them gets strong noise (an overshoot), the rest fall gently toward
+    their clean versions. The set's patch-FD rises from 0.75 to 1, and only leaving that photo out stops it."""
+    g = torch.Generator().manual_seed(0)
+    clean = [torch.nn.functional.avg_pool2d(torch.rand(1, 3, 48, 48, generator=g), 5, 1, 2).permute(0, 2, 3, 1)
+             for _ in range(6)]
+    restored = [torch.nn.functional.avg_pool2d(c.permute(0, 3, 1, 2), 3, 1, 1).permute(0, 2, 3, 1) for c in clean]
+    outputs = {p: [r + p * (c - r) for r, c in zip(restored, clean)] for p in (0.75, 1.0)}
+    outputs[1.0][4] = outputs[1.0][4] + 0.3 * torch.randn(1, 48, 48, 3, generator=g)
+    names = [f"p{k}.png" for k in range(6)]
+    info = B.per_image(outputs, restored, clean, names)
+    assert info["patch_fd_rise_without"] == ["p4.png"]
+    worst = max(range(6), key=lambda i: info["psnr_loss_at_1"][i])
+    assert worst == 4 and info["psnr_loss_at_1"][0] < 0  # the others are closer to clean than the restored image
+    steady = B.per_image({0.75: outputs[0.75], 1.0: [r + (c - r) for r, c in zip(restored, clean)]}, restored, clean,
+                         names)
+    assert steady["patch_fd_rise_without"] == []
+    results = {"spaces": {"taesd": {"per_image": {"sr4": {"set14": info}}}}}
+    table = "\n".join(B.per_image_markdown(results))
+    assert "| taesd | sr4 | set14 | p4.png" in table and "| p4.png |" in table
