@@ -533,6 +533,27 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _pd_row(axes, curves: Dict[str, List[Dict]], limits: Dict[str, Optional[float]], title: str) -> None:
+    """One task's two panels: ΔPSNR against SWD and against patch-FD ratios, one line per curve (perceptions 0.5
+    and 1 labelled), with the task's limits dotted."""
+    for name, pts in curves.items():
+        for j, key in enumerate(("swd_ratio", "patch_fd_ratio")):
+            axes[j].plot([r[key] for r in pts], [-r["psnr_loss"] for r in pts], marker="o", label=name)
+            for r in pts:
+                if r["perception"] in (0.5, 1.0):
+                    axes[j].annotate(f"{r['perception']:g}", (r[key], -r["psnr_loss"]), fontsize=7)
+    for j, (label, key) in enumerate((("SWD", "swd"), ("patch-FD", "patch_fd"))):
+        ax = axes[j]
+        if limits.get(key) is not None:
+            ax.axvline(limits[key], color="grey", ls=":", lw=1)
+        ax.axhline(-limits["psnr_loss"], color="grey", ls=":", lw=1)
+        ax.set_title(f"{title}: ΔPSNR vs {label} ratio")
+        ax.set_xlabel(f"{label} to clean / MMSE output's (lower = more natural)")
+        ax.set_ylabel("ΔPSNR vs MMSE (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+
+
 def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: str = "full") -> Optional[Path]:
     """PSNR against SWD and against patch-FD (ratios to the MMSE output), one line per space, per task."""
     plt = _pyplot()
@@ -541,23 +562,9 @@ def plot_spaces(spaces: Dict, path: Path, protocol: str = "unpaired", recipe: st
     tasks = sorted({t for r in spaces["spaces"].values() for t in r["tasks"]})
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
-        for name, results in spaces["spaces"].items():
-            pts = [r for r in results["tasks"].get(task, {}).get(protocol, []) if r["recipe"] == recipe]
-            for j, key in enumerate(("swd_ratio", "patch_fd_ratio")):
-                axes[i, j].plot([r[key] for r in pts], [-r["psnr_loss"] for r in pts], marker="o", label=name)
-                for r in pts:
-                    if r["perception"] in (0.5, 1.0):
-                        axes[i, j].annotate(f"{r['perception']:g}", (r[key], -r["psnr_loss"]), fontsize=7)
-        for j, (name, limit) in enumerate((("SWD", SPACE_TARGETS[task]["swd"]),
-                                           ("patch-FD", SPACE_TARGETS[task]["patch_fd"]))):
-            ax = axes[i, j]
-            ax.axvline(limit, color="grey", ls=":", lw=1)
-            ax.axhline(-SPACE_TARGETS[task]["psnr_loss"], color="grey", ls=":", lw=1)
-            ax.set_title(f"{RESTORER_NAMES[task]}, {protocol}: ΔPSNR vs {name} ratio")
-            ax.set_xlabel(f"{name} to clean / MMSE output's (lower = more natural)")
-            ax.set_ylabel("ΔPSNR vs MMSE (dB)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        curves = {name: [r for r in results["tasks"].get(task, {}).get(protocol, []) if r["recipe"] == recipe]
+                  for name, results in spaces["spaces"].items()}
+        _pd_row(axes[i], curves, SPACE_TARGETS[task], f"{RESTORER_NAMES[task]}, {protocol}")
     return _save(fig, path)
 
 
@@ -666,10 +673,10 @@ def _measure(outputs, clean, niqe_params, ssim, perception: float) -> Dict:
 
 
 def per_image(outputs: Dict[float, List[torch.Tensor]], restored: List[torch.Tensor], clean: List[torch.Tensor],
-              names: Sequence[str]) -> Dict:
+              names: Sequence[str], set_patch_fd: Optional[Dict[float, float]] = None) -> Dict:
     """Per image of one collection: ΔPSNR at perception 1 against the MMSE output, and, where the set's patch-FD
     rises from 0.75 to 1, the images without which it does not (leave one out): which photos a broken curve comes
-    from."""
+    from. ``set_patch_fd``: the whole set's patch-FD at 0.75 and 1 where already measured."""
     def mse(a, b):
         return float((a[..., :3].double() - b[..., :3].double()).pow(2).mean())
 
@@ -680,8 +687,9 @@ def per_image(outputs: Dict[float, List[torch.Tensor]], restored: List[torch.Ten
     loss = [10 * math.log10(max(mse(o, c), 1e-20) / max(mse(r, c), 1e-20))
             for o, r, c in zip(outputs[1.0], restored, clean)]
     everyone = range(len(clean))
+    whole = set_patch_fd or {p: fd(p, everyone) for p in (0.75, 1.0)}
     drivers = []
-    if len(clean) > 2 and fd(1.0, everyone) > fd(0.75, everyone):
+    if len(clean) > 2 and whole[1.0] > whole[0.75]:
         for i in everyone:
             keep = [j for j in everyone if j != i]
             if fd(1.0, keep) <= fd(0.75, keep):
@@ -746,13 +754,14 @@ def run_collections(data: Path, spaces: Sequence[str], tasks=TASKS, names: Seque
             swept = {s: P.sweep(space, transport, per[s], perceptions, recipe) for s in clean if s != POOLED}
             swept = {**swept, POOLED: {p: [img for s in swept for img in swept[s][p]] for p in perceptions}}
             t2 = time.time()
-            entry.setdefault("per_image", {})[task] = {
-                s: per_image(swept[s], per[s], clean[s], results["config"]["collections"][s]["images"])
-                for s in clean if s != POOLED}
             entry["tasks"][task] = {
                 s: [_row(recipe.name, 0.0, mmse[task][s], mmse[task][s])]
                 + [_row(recipe.name, p, _measure(swept[s][p], clean[s], niqe_params, ssim, p), mmse[task][s])
                    for p in perceptions] for s in clean}
+            entry.setdefault("per_image", {})[task] = {
+                s: per_image(swept[s], per[s], clean[s], results["config"]["collections"][s]["images"],
+                             {r["perception"]: r["patch_fd"] for r in entry["tasks"][task][s]})
+                for s in clean if s != POOLED}
             log(f"  {name:8s} {task:19s} fit {t1 - t0:.1f}s, transport+blend {t2 - t1:.1f}s, "
                 f"metrics {time.time() - t2:.1f}s")
         entry["runtime_s"] = time.time() - space_start
@@ -886,24 +895,8 @@ def plot_collections(results: Dict, path: Path) -> Optional[Path]:
     tasks = list(results["config"]["tasks"])
     fig, axes = plt.subplots(len(tasks), 2, figsize=(11, 4.2 * len(tasks)), squeeze=False)
     for i, task in enumerate(tasks):
-        limits = collection_limits("", task, POOLED)
-        for name, entry in results["spaces"].items():
-            pts = entry["tasks"].get(task, {}).get(POOLED, [])
-            for j, key in enumerate(("swd_ratio", "patch_fd_ratio")):
-                axes[i, j].plot([r[key] for r in pts], [-r["psnr_loss"] for r in pts], marker="o", label=name)
-                for r in pts:
-                    if r["perception"] in (0.5, 1.0):
-                        axes[i, j].annotate(f"{r['perception']:g}", (r[key], -r["psnr_loss"]), fontsize=7)
-        for j, (label, key) in enumerate((("SWD", "swd"), ("patch-FD", "patch_fd"))):
-            ax = axes[i, j]
-            if limits.get(key) is not None:
-                ax.axvline(limits[key], color="grey", ls=":", lw=1)
-            ax.axhline(-limits["psnr_loss"], color="grey", ls=":", lw=1)
-            ax.set_title(f"{RESTORER_NAMES[task]}, pooled collections: ΔPSNR vs {label} ratio")
-            ax.set_xlabel(f"{label} to clean / MMSE output's (lower = more natural)")
-            ax.set_ylabel("ΔPSNR vs MMSE (dB)")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
+        curves = {name: entry["tasks"].get(task, {}).get(POOLED, []) for name, entry in results["spaces"].items()}
+        _pd_row(axes[i], curves, collection_limits("", task, POOLED), f"{RESTORER_NAMES[task]}, pooled collections")
     return _save(fig, path)
 
 
