@@ -30,6 +30,9 @@ FLOW_ITERATIONS, FLOW_WINDOW_SIGMA = 4, 3.0
 #: Tikhonov term of the per-pixel Lucas–Kanade system, relative to the frame's mean gradient energy: where a
 #: window holds much less structure than that (flat sky), the pixel keeps the camera's motion instead of noise.
 FLOW_REGULARISATION = 0.1
+#: Levenberg–Marquardt damping of the camera motion's normal equations, relative to their diagonal, and the
+#: gradient (grey levels 0..1 per pixel) below which a frame counts as holding no structure (``_damped``).
+MOTION_DAMPING, MOTION_MIN_GRADIENT = 1e-6, 1e-3
 #: A camera motion whose linear part moves no pixel by more than this (pixels, at the frame's edge) is a pure shift,
 #: and the detail is shifted exactly (``shift_exactly``) instead of interpolated.
 PURE_SHIFT_TOLERANCE = 0.05
@@ -123,6 +126,14 @@ def _residual(source, target, flow):
     return moved - target, gx, gy, inside.to(moved.dtype)
 
 
+def _damped(normal: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+    """A Gauss–Newton normal matrix [B,k,k] (float64) made positive definite: each unknown's diagonal raised by
+    ``MOTION_DAMPING`` of itself and by ``floor`` [k] (what it would hold were every pixel's gradient
+    ``MOTION_MIN_GRADIENT``). A frame without structure (flat, a fade), one pixel high or with collinear columns
+    then moves nothing instead of stopping the solver or flying off on round-off."""
+    return normal + torch.diag_embed(MOTION_DAMPING * normal.diagonal(dim1=1, dim2=2) + floor)
+
+
 def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor = None,
                   shift_only: bool = False) -> torch.Tensor:
     """The affine motion [B,6] (``_affine_flow``) that best maps source onto target: pyramidal Gauss–Newton,
@@ -138,6 +149,8 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
         h, w = t.shape[-2:]
         ys, xs = torch.meshgrid(torch.arange(h, dtype=t.dtype, device=t.device) - (h - 1) / 2,
                                 torch.arange(w, dtype=t.dtype, device=t.device) - (w - 1) / 2, indexing="ij")
+        basis = (torch.stack([torch.ones_like(xs), xs, ys]).double().pow(2) + 1).sum(dim=(1, 2))  # ≥ 1 a pixel
+        floor = MOTION_MIN_GRADIENT ** 2 * torch.cat([basis, basis])
         for _ in range(FLOW_ITERATIONS):
             diff, gx, gy, inside = _residual(s, t, _affine_flow(params, h, w))
             columns = [gx, gx * xs, gx * ys, gy, gy * xs, gy * ys]
@@ -145,11 +158,9 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
                 columns = [c if k in (0, 3) else torch.zeros_like(c) for k, c in enumerate(columns)]
             jac = torch.stack(columns, dim=-1)[:, 0] * inside[:, 0, ..., None]
             jac = jac.flatten(1, 2)  # [B, HW, 6]
-            normal = jac.transpose(1, 2) @ jac
-            normal = normal + 1e-9 * torch.eye(6, dtype=t.dtype, device=t.device) * normal.diagonal(
-                dim1=1, dim2=2).mean(-1, keepdim=True)[..., None]
-            rhs = jac.transpose(1, 2) @ diff.flatten(1)[..., None]
-            params = params - torch.linalg.solve(normal, rhs)[..., 0]
+            normal = (jac.transpose(1, 2) @ jac).double()
+            rhs = (jac.transpose(1, 2) @ diff.flatten(1)[..., None]).double()
+            params = params - torch.linalg.solve(_damped(normal, floor), rhs)[..., 0].to(params.dtype)
     return params
 
 
@@ -168,7 +179,9 @@ def optical_flow(target: torch.Tensor, source: torch.Tensor, params: torch.Tenso
         diff, gx, gy, _ = _residual(source, target, flow)
         a, b, c = (_gauss(v, FLOW_WINDOW_SIGMA) for v in (gx * gx, gx * gy, gy * gy))
         p, q = _gauss(gx * diff, FLOW_WINDOW_SIGMA), _gauss(gy * diff, FLOW_WINDOW_SIGMA)
-        reg = FLOW_REGULARISATION * (a + c).mean(dim=(2, 3), keepdim=True)
+        # toward the camera's motion where a window holds little structure; never less than a frame would with
+        # gradients of MOTION_MIN_GRADIENT (a flat frame or a fade keeps the camera's motion, not round-off's)
+        reg = FLOW_REGULARISATION * (a + c).mean(dim=(2, 3), keepdim=True) + MOTION_MIN_GRADIENT ** 2
         a, c = a + reg, c + reg
         det = a * c - b * b
         flow = flow - torch.cat([(c * p - b * q) / det, (a * q - b * p) / det], dim=1)

@@ -147,6 +147,32 @@ def test_photos_keep_the_full_motion_blur():
     assert torch.equal(V._presmoothed(restored), expected)
 
 
+@settings(max_examples=25, deadline=None)
+@given(h=st.integers(1, 40), w=st.integers(1, 40), frames=st.integers(2, 4), seed=st.integers(0, 1000),
+       content=st.sampled_from(["noise", "flat", "fade"]))
+def test_video_mode_takes_any_frame_size_and_content(h, w, frames, seed, content):
+    """Thin, tiny, flat and fading clips are good input: finite output, perception 0 the restored frames (the
+    camera solver once stopped on a singular matrix for frames 1–3 px high or flat)."""
+    g = torch.Generator().manual_seed(seed)
+    if content == "noise":
+        restored = torch.rand(frames, h, w, 3, generator=g)
+    else:
+        levels = torch.linspace(0.2, 0.7, frames) if content == "fade" else torch.full((frames,), 0.5)
+        restored = levels.view(-1, 1, 1, 1).expand(frames, h, w, 3).contiguous()
+    transported = torch.rand(frames, h, w, 3, generator=g)
+    out = pd_sweep(restored, transported, [0.0, 1.0], reconstructed=restored, video=True)
+    assert out.shape == (2 * frames, h, w, 3) and torch.isfinite(out).all()
+    assert torch.allclose(out[:frames], restored)
+
+
+def test_flat_frames_that_change_brightness_do_not_move():
+    """A fade holds no structure: the camera solver and the per-pixel flow keep still instead of following
+    round-off (they once reached 10⁷ px)."""
+    before, after = torch.full((1, 1, 32, 32), 0.6), torch.full((1, 1, 32, 32), 0.2)
+    assert float(V.global_motion(after, before).abs().max()) < 0.05
+    assert float(V.optical_flow(after, before).abs().max()) < 0.5
+
+
 def test_a_scene_cut_is_never_smeared_across():
     first, _ = pan_clip(1, 0.0, seed=0)
     second = 1 - pan_clip(1, 0.0, seed=50)[0]
