@@ -168,6 +168,17 @@ def time_make_realistic(space, natural: torch.Tensor, frames: int = 64, size: in
     return out
 
 
+def photo_file(data: Path, photo: str) -> Path:
+    """``photo`` as a path, or as the stem of a Kodak photo; the photos there are listed when neither is found."""
+    if Path(photo).is_file():
+        return Path(photo)
+    kodak = list_images(data / "images" / "kodak24")
+    for path in kodak:
+        if path.stem == photo:
+            return path
+    raise SystemExit(f"--photo {photo!r} is neither a file nor a Kodak photo ({', '.join(p.stem for p in kodak)}).")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -177,7 +188,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", nargs="+", default=[c[0] for c in CLIPS])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--photo", default="kodim20", help="a Kodak photo held out of the natural set")
+    parser.add_argument("--photo", default="kodim20",
+                        help="a Kodak photo held out of the natural set (its stem), or any photo's path")
     parser.add_argument("--seed", type=int, default=7, help="the degradation's seed (the noise of every frame)")
     parser.add_argument("--time", action="store_true",
                         help="also time Make Realistic on 64 frames of 512² in the first --vae space")
@@ -185,7 +197,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     natural = torch.cat(load_set(args.data / "images" / "kodak24", 0, 12, 256))
-    photo_path = [p for p in list_images(args.data / "images" / "kodak24") if p.stem == args.photo][0]
+    photo_path = photo_file(args.data, args.photo)
     photo = load_image(photo_path)
     rows, strips = [], {}
     for task in args.tasks:

@@ -51,9 +51,10 @@ TRAJECTORY_RADIUS = 2
 #: estimated for a 1 px pan; 0.98 with this blur).
 FLOW_PRESMOOTH_SIGMA = 4.0
 #: Smallest ratio of the weaker to the stronger direction of the frames' pooled structure tensor at which their
-#: blurred structure shows motion both ways. Photos blurred by ``FLOW_PRESMOOTH_SIGMA`` hold 0.2–0.95 (Kodak 13–24,
-#: Set14); a scene whose coarse structure runs one way (broad stripes, its fine texture blurred away) 0.017, and
-#: there the motion along the stripes is not seen: the blur is halved until the ratio is reached (``_presmoothed``).
+#: blurred structure shows motion both ways. Centre crops of 256² blurred by ``FLOW_PRESMOOTH_SIGMA`` hold 0.07–0.95
+#: in Kodak24, CBSD68, Set14 and LIVE1, and all but one of Sun-Hays80's 80 (a highway along its lanes, 0.027); a
+#: scene whose coarse structure runs one way (broad stripes, its fine texture blurred away) 0.017. There the motion
+#: along the stripes may not be seen, so lighter blurs are tried too (``_motion_frames``).
 APERTURE_MIN_RATIO = 0.05
 #: A pixel is seen by an earlier frame where the motion-compensated restored frames differ by less than this
 #: (0..1 grey levels, after a 1-pixel blur): larger differences are occlusions or independent motion.
@@ -297,15 +298,35 @@ def _structure_ratio(grey: torch.Tensor) -> float:
     return weak / strong if strong > 0 else 0.0
 
 
-def _presmoothed(restored: torch.Tensor) -> torch.Tensor:
-    """The frames' luminance [T,1,H,W] blurred for motion estimation: by ``FLOW_PRESMOOTH_SIGMA``, or by a half or a
-    quarter of it where the blurred frames hold structure in one direction only (``APERTURE_MIN_RATIO``)."""
+def _camera(grey: torch.Tensor):
+    """``camera_path`` of blurred frames [T,1,H,W], estimated at the working resolution: (path at full-resolution
+    centred pixels, shot segments, the frames at the working resolution, its scale)."""
+    scale = _working_scale(grey)
+    small = F.avg_pool2d(grey, scale) if scale > 1 else grey
+    path, segments = camera_path(small)
+    path[:, :2, 2] *= scale  # to full-resolution centred pixels (the linear part is scale-free)
+    return path, segments, small, scale
+
+
+def _path_error(fine: torch.Tensor, path: torch.Tensor) -> float:
+    """How far each frame of ``fine`` [T,1,H,W] is from the one before moved by the camera ``path``: mean |error|."""
+    steps = torch.linalg.solve(path[:-1], path[1:])
+    moved, _ = warp(fine[:-1], _affine_flow(_params(steps), *fine.shape[-2:]), mode="bilinear")
+    return float((moved - fine[1:]).abs().mean())
+
+
+def _motion_frames(restored: torch.Tensor):
+    """The camera's motion (``_camera``) and the frames [T,1,H,W] it was found on: blurred by
+    ``FLOW_PRESMOOTH_SIGMA``; where that leaves structure in one direction only (``APERTURE_MIN_RATIO``), also by a
+    half and a quarter of it, keeping the blur whose path best explains the least blurred frames."""
     luma = _grey(restored.float())
-    for sigma in (FLOW_PRESMOOTH_SIGMA, FLOW_PRESMOOTH_SIGMA / 2, FLOW_PRESMOOTH_SIGMA / 4):
-        grey = _gauss(luma, sigma)
-        if _structure_ratio(grey) >= APERTURE_MIN_RATIO:
-            break
-    return grey
+    grey = _gauss(luma, FLOW_PRESMOOTH_SIGMA)
+    if _structure_ratio(grey) >= APERTURE_MIN_RATIO:
+        return grey, _camera(grey)
+    sigmas = (FLOW_PRESMOOTH_SIGMA, FLOW_PRESMOOTH_SIGMA / 2, FLOW_PRESMOOTH_SIGMA / 4)
+    tries = [(g, _camera(g)) for g in [grey] + [_gauss(luma, s) for s in sigmas[1:]]]
+    fine = tries[-1][0]
+    return min(tries, key=lambda t: _path_error(fine, t[1][0]))
 
 
 def _working_scale(grey: torch.Tensor) -> int:
@@ -395,7 +416,7 @@ class ClipMotion:
     ``camera_path`` finds each frame's affine motion to its shot's first frame, estimated directly against the key
     frame (so its error does not grow with the distance) on restored frames blurred by ``FLOW_PRESMOOTH_SIGMA``
     (a restorer's aliasing stays on its input's pixel grid and pulls the estimate toward standing still; less
-    where that blur leaves structure in one direction only, ``_presmoothed``), then
+    where that blur leaves structure in one direction only, ``_motion_frames``), then
     smoothed along the shot: a ×4 upscaler's output wobbles by about 0.1 px from frame to frame as the input's
     pixel phase changes, and detail that followed the wobble would shimmer. Per-pixel motion is used only where
     the camera's does not explain the picture.
@@ -406,11 +427,7 @@ class ClipMotion:
         self.plan = []  # per frame after the first: None (a cut: its own band) or (key, to_key, seen, step, seen_prev)
         if self.frames < 2:
             return
-        grey = _presmoothed(restored)
-        scale = _working_scale(grey)
-        small = F.avg_pool2d(grey, scale) if scale > 1 else grey
-        path, segments = camera_path(small)
-        path[:, :2, 2] *= scale  # to full-resolution centred pixels (the linear part is scale-free)
+        grey, (path, segments, small, scale) = _motion_frames(restored)
         key = 0
         for t in range(1, self.frames):
             if segments[t] != segments[t - 1]:  # a cut: a new picture, its own detail

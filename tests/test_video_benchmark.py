@@ -52,3 +52,16 @@ def test_finest_detail_glued_to_a_zoom_scores_low_and_dulled_detail_does_not():
     dulled = torch.cat([band, V.warp(band, flow)[0]]).permute(0, 2, 3, 1)
     assert shimmer(glued, (0.0, 0.0), zoom) < 0.1
     assert shimmer(dulled, (0.0, 0.0), zoom) > 0.3
+
+
+def test_the_clip_photo_is_a_kodak_stem_or_a_path_and_a_wrong_one_is_named(tmp_path):
+    from benchmarks.video import photo_file
+
+    (tmp_path / "images" / "kodak24").mkdir(parents=True)
+    kodak = tmp_path / "images" / "kodak24" / "kodim20.png"
+    kodak.write_bytes(b"")
+    other = tmp_path / "street scene.jpg"
+    other.write_bytes(b"")
+    assert photo_file(tmp_path, "kodim20") == kodak and photo_file(tmp_path, str(other)) == other
+    with pytest.raises(SystemExit, match="kodim99.*kodim20"):
+        photo_file(tmp_path, "kodim99")
