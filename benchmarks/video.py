@@ -14,6 +14,10 @@ blend runs with video mode off and on. Per clip, space, task and mode it prints:
 
     python benchmarks/video.py --vae taesd pixel_space --tasks sr4 denoise50 --frames 16 --size 256
 
+The clips come from one held-out Kodak photo (kodim20) unless told otherwise: ``--photo`` takes any photos, and
+``--collections`` adds the first photo of each named test collection of ``pd_curve.py`` (halved where that
+collection halves its photos), so a setting chosen on kodim20 is checked on other collections.
+
 ``--time`` also times Make Realistic's whole recipe on 64 frames of 512² with video mode off and on (the CPU cost
 the issue bounds at 2×). Writes video.md and video.json to --out, and a clip strip (video_strip.png) of a few frames.
 """
@@ -23,7 +27,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +35,8 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.pd_curve import SPACES, Restorer, load_set, space_spec  # noqa: E402
+from benchmarks.pd_curve import (COLLECTIONS, SPACES, Restorer, collection_paths, half_size, load_set,  # noqa: E402
+                                 space_spec)
 from deepot_core.blend import pd_sweep  # noqa: E402
 from deepot_core.realistic import decode_transport, fit_on_images, make_realistic  # noqa: E402
 from deepot_core.tooling import experiments as E  # noqa: E402
@@ -122,14 +127,34 @@ def clip_rows(space, space_name, task, clip, frames_clean, restore, natural, see
 
 
 def markdown(rows: List[Dict]) -> str:
-    lines = ["| space | task | clip | shimmer off → on | detail on/off | ΔPSNR off / on (dB) | SWD off / on | "
-             "patch-FD off / on |", "|---|---|---|---|---|---|---|---|"]
+    """One row per clip (video mode off and on side by side); a photo column where the clips come from several."""
+    photos = len({r.get("photo") for r in rows}) > 1
+    lines = ["| " + ("photo | " if photos else "") + "space | task | clip | shimmer off → on | detail on/off | "
+             "ΔPSNR off / on (dB) | SWD off / on | patch-FD off / on |",
+             "|---|---|---|---|---|---|---|---|" + ("---|" if photos else "")]
     for off, on in zip(rows[0::2], rows[1::2]):
-        lines.append(f"| {off['space']} | {off['task']} | {off['clip']} | {off['shimmer']:.2f} → {on['shimmer']:.2f} "
+        lines.append("| " + (f"{off['photo']} | " if photos else "") +
+                     f"{off['space']} | {off['task']} | {off['clip']} | {off['shimmer']:.2f} → {on['shimmer']:.2f} "
                      f"| {on['detail_vs_off']:.2f} | {-off['psnr_loss']:+.2f} / {-on['psnr_loss']:+.2f} | "
                      f"{off['swd_ratio']:.2f} / {on['swd_ratio']:.2f} | "
                      f"{off['patch_fd_ratio']:.2f} / {on['patch_fd_ratio']:.2f} |")
     return "\n".join(lines)
+
+
+def extremes(rows: List[Dict]) -> str:
+    """The issue's four limits against the worst clip of ``rows``: shimmer on ≤ 0.25, detail on/off ≥ 0.8, SWD and
+    patch-FD on/off within 10 % of off."""
+    on = [r for r in rows if r["video"]]
+
+    def worst(key, pick):
+        row = pick(on, key=lambda r: r[key])
+        return f"{row[key]:.2f} ({row.get('photo', '')} {row['space']} {row['task']} {row['clip']})".replace("( ", "(")
+
+    return "\n".join([
+        f"- shimmer, video mode on, at most {worst('shimmer', max)} (limit 0.25)",
+        f"- detail on/off at least {worst('detail_vs_off', min)} (limit 0.8)",
+        f"- SWD on/off {worst('swd_vs_off', min)} to {worst('swd_vs_off', max)} (limit 0.9–1.1)",
+        f"- patch-FD on/off {worst('patch_fd_vs_off', min)} to {worst('patch_fd_vs_off', max)} (limit 0.9–1.1)"])
 
 
 def strip(restored: torch.Tensor, outputs: Dict[bool, torch.Tensor], shift, path: Path, frames=(0, 1, 2, 3, 4),
@@ -179,6 +204,16 @@ def photo_file(data: Path, photo: str) -> Path:
     raise SystemExit(f"--photo {photo!r} is neither a file nor a Kodak photo ({', '.join(p.stem for p in kodak)}).")
 
 
+def clip_photos(data: Path, photos: List[str], collections: List[str]) -> List[Tuple[str, torch.Tensor]]:
+    """(name, IMAGE [1,H,W,3]) of every photo the clips are made from: each ``--photo``, then the first photo of
+    each named collection (``pd_curve``'s selection, halved where that collection halves)."""
+    out = [(photo_file(data, p).stem, load_image(photo_file(data, p))[..., :3]) for p in photos]
+    for name, (path,) in collection_paths(data, 12, 1, collections).items():
+        image = load_image(path)[..., :3]
+        out.append((f"{name}/{path.stem}", half_size(image) if COLLECTIONS[name].half_size else image))
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
@@ -188,8 +223,10 @@ def main(argv=None) -> int:
     parser.add_argument("--clips", nargs="+", default=[c[0] for c in CLIPS])
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--photo", default="kodim20",
-                        help="a Kodak photo held out of the natural set (its stem), or any photo's path")
+    parser.add_argument("--photo", nargs="*", default=["kodim20"],
+                        help="Kodak photos held out of the natural set (their stems), or any photos' paths")
+    parser.add_argument("--collections", nargs="*", default=[], choices=list(COLLECTIONS),
+                        help="also the first photo of each of these test collections (pd_curve.py's)")
     parser.add_argument("--seed", type=int, default=7, help="the degradation's seed (the noise of every frame)")
     parser.add_argument("--time", action="store_true",
                         help="also time Make Realistic on 64 frames of 512² in the first --vae space")
@@ -197,23 +234,25 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     natural = torch.cat(load_set(args.data / "images" / "kodak24", 0, 12, 256))
-    photo_path = photo_file(args.data, args.photo)
-    photo = load_image(photo_path)
+    photos = clip_photos(args.data, args.photo, args.collections)
     rows, strips = [], {}
     for task in args.tasks:
         restore = Restorer(task, args.data)
         for space_name in args.vae:
             space, _ = resolve_space("pixel" if space_name == "pixel_space" else space_spec(space_name, args.data))
-            for clip in [c for c in CLIPS if c[0] in args.clips]:
-                clean = render_clip(photo, args.size, args.frames, clip[1], clip[2])
-                off, on, extra = clip_rows(space, space_name, task, clip, clean, restore, natural, args.seed)
-                rows += [off, on]
-                if clip[0] == STRIP_CLIP or (space_name, task) not in strips:
-                    strips[(space_name, task)] = (clip[1], *extra["strip"])
-                print(f"{space_name:8s} {task:9s} {clip[0]:10s} shimmer {off['shimmer']:.2f} → {on['shimmer']:.2f}"
-                      f"  detail ×{on['detail_vs_off']:.2f}  SWD ×{on['swd_vs_off']:.2f}"
-                      f"  patch-FD ×{on['patch_fd_vs_off']:.2f}", flush=True)
-    table = markdown(rows)
+            for k, (photo_name, photo) in enumerate(photos):
+                for clip in [c for c in CLIPS if c[0] in args.clips]:
+                    clean = render_clip(photo, args.size, args.frames, clip[1], clip[2])
+                    off, on, extra = clip_rows(space, space_name, task, clip, clean, restore, natural, args.seed)
+                    for row in (off, on):
+                        row["photo"] = photo_name
+                    rows += [off, on]
+                    if k == 0 and (clip[0] == STRIP_CLIP or (space_name, task) not in strips):
+                        strips[(space_name, task)] = (clip[1], *extra["strip"])
+                    print(f"{photo_name:12.12s} {space_name:8s} {task:9s} {clip[0]:10s} "
+                          f"shimmer {off['shimmer']:.2f} → {on['shimmer']:.2f}  detail ×{on['detail_vs_off']:.2f}"
+                          f"  SWD ×{on['swd_vs_off']:.2f}  patch-FD ×{on['patch_fd_vs_off']:.2f}", flush=True)
+    table = markdown(rows) + "\n\nWorst clip of this run against each limit:\n\n" + extremes(rows)
     print(table)
     text = "# Video mode: shimmer, detail and per-frame quality at perception 1\n\n" + table + "\n"
     if args.time:

@@ -65,3 +65,39 @@ def test_the_clip_photo_is_a_kodak_stem_or_a_path_and_a_wrong_one_is_named(tmp_p
     assert photo_file(tmp_path, "kodim20") == kodak and photo_file(tmp_path, str(other)) == other
     with pytest.raises(SystemExit, match="kodim99.*kodim20"):
         photo_file(tmp_path, "kodim99")
+
+
+def test_clips_come_from_each_named_collections_first_photo_halved_where_it_halves(tmp_path):
+    """``--collections`` adds pd_curve's first test photo of each collection: after the 12 fit crops of CBSD68,
+    Set14's first that is not excluded, Sun-Hays halved (as its collection is)."""
+    from benchmarks.video import clip_photos
+    from deepot_core.tooling.imageio import save_image
+
+    g = torch.Generator().manual_seed(0)
+    for folder, names, size in (("cbsd68", [f"{k:03d}" for k in range(14)], 40),
+                                ("set14", ["bridge", "comic", "zebra"], 40), ("sun_hays80", ["a", "b"], 64),
+                                ("kodak24", ["kodim20"], 40)):
+        (tmp_path / "images" / folder).mkdir(parents=True)
+        for name in names:
+            save_image(torch.rand(1, size, size, 3, generator=g), tmp_path / "images" / folder / f"{name}.png")
+    photos = clip_photos(tmp_path, ["kodim20"], ["sun_hays", "cbsd68", "set14"])
+    assert [name for name, _ in photos] == ["kodim20", "cbsd68/012", "set14/comic", "sun_hays/a"]
+    assert [tuple(image.shape) for _, image in photos] == [(1, 40, 40, 3)] * 3 + [(1, 32, 32, 3)]
+
+
+def test_the_report_names_each_photo_and_the_worst_clip_against_each_limit():
+    from benchmarks.video import extremes, markdown
+
+    def pair(photo, shimmer_on, fd):
+        base = {"photo": photo, "space": "taesd", "task": "sr4", "clip": "pan 1 px", "shimmer": 1.0,
+                "detail": 1.0, "psnr_loss": 2.0, "swd_ratio": 0.3, "patch_fd_ratio": 0.2}
+        on = dict(base, video=True, shimmer=shimmer_on, detail_vs_off=0.9, swd_vs_off=1.0, patch_fd_vs_off=fd)
+        return [dict(base, video=False), on]
+
+    one = pair("kodim20", 0.1, 1.0)
+    assert "photo" not in markdown(one).splitlines()[0]
+    rows = one + pair("highway", 0.3, 1.2)
+    table = markdown(rows)
+    assert table.splitlines()[0].startswith("| photo |") and "| highway | taesd |" in table
+    report = extremes(rows)
+    assert "at most 0.30 (highway taesd sr4 pan 1 px)" in report and "to 1.20 (highway" in report
