@@ -186,9 +186,9 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
         for _ in range(FLOW_ITERATIONS):
             diff, gx, gy, inside = _residual(s, t, _affine_flow(params, h, w))
             jac = torch.stack([gx, gx * xs, gx * ys, gy, gy * xs, gy * ys], dim=-1)[:, 0] * inside[:, 0, ..., None]
-            jac = jac.flatten(1, 2).double() @ basis_m  # [B, HW, k]
-            normal = jac.transpose(1, 2) @ jac
-            rhs = jac.transpose(1, 2) @ diff.flatten(1)[..., None].double()
+            jac = jac.flatten(1, 2) @ basis_m.to(jac.dtype)  # [B, HW, k]; float64 only for the k×k system
+            normal = (jac.transpose(1, 2) @ jac).double()
+            rhs = (jac.transpose(1, 2) @ diff.flatten(1)[..., None]).double()
             step = torch.linalg.solve(_damped(normal, floor), rhs)[..., 0] @ basis_m.T
             params = params - step.to(params.dtype)
     worse = _fit_errors(target, source, params) > _fit_errors(target, source, start)
