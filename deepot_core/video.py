@@ -168,6 +168,11 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
     pyramidal Gauss–Newton, from ``init`` (full-resolution parameters, taken to the model) or from rest.
     Never fits worse than where it started: on a scene whose structure runs one way, the coarse levels can walk
     a good start off to another minimum (a highway's zoom, from 0.068 to 0.043 in one frame)."""
+    return _fit_motion(target, source, init, model)[0]
+
+
+def _fit_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor = None, model: str = "affine"):
+    """``global_motion``, and how well it fits: (params [B,6], mean |error| of each frame [B])."""
     levels = _pyramid(target, source)
     basis_m = _model_basis(model, target)
     params = torch.zeros(target.shape[0], 6, dtype=target.dtype, device=target.device)
@@ -191,8 +196,9 @@ def global_motion(target: torch.Tensor, source: torch.Tensor, init: torch.Tensor
             rhs = (jac.transpose(1, 2) @ diff.flatten(1)[..., None]).double()
             step = torch.linalg.solve(_damped(normal, floor), rhs)[..., 0] @ basis_m.T
             params = params - step.to(params.dtype)
-    worse = _fit_errors(target, source, params) > _fit_errors(target, source, start)
-    return torch.where(worse[:, None], start, params)
+    errors, start_errors = _fit_errors(target, source, params), _fit_errors(target, source, start)
+    worse = errors > start_errors
+    return torch.where(worse[:, None], start, params), torch.where(worse, start_errors, errors)
 
 
 def optical_flow(target: torch.Tensor, source: torch.Tensor, params: torch.Tensor = None) -> torch.Tensor:
@@ -258,21 +264,15 @@ def _fit_errors(target, source, params) -> torch.Tensor:
     return _residual(source, target, _affine_flow(params, *target.shape[-2:]))[0].abs().flatten(1).mean(1)
 
 
-def _fit_error(target, source, params) -> float:
-    return float(_fit_errors(target, source, params).mean())
-
-
 def _simplest_motion(target, source, guess) -> torch.Tensor:
     """The camera's motion from ``guess``: the simplest of ``MOTION_MODELS`` that no richer one fits clearly better
     (``AFFINE_GAIN``). More free parameters always fit a little better, and left free they drift: on a scene whose
     structure runs one way after denoising, a shear and an uneven zoom along its lines (a highway's 1 % zoom:
     0.7 px wrong at the frame's edge, shimmer 0.37)."""
-    chosen = global_motion(target, source, guess, model="shift")
-    error = _fit_error(target, source, chosen)
+    chosen, error = _fit_motion(target, source, guess, model="shift")
     for model in ("similarity", "affine"):
-        richer = global_motion(target, source, guess, model=model)
-        richer_error = _fit_error(target, source, richer)
-        if richer_error < (1 - AFFINE_GAIN) * error:
+        richer, richer_error = _fit_motion(target, source, guess, model=model)
+        if float(richer_error.mean()) < (1 - AFFINE_GAIN) * float(error.mean()):
             chosen, error = richer, richer_error
     return chosen
 
