@@ -148,7 +148,8 @@ def extremes(rows: List[Dict]) -> str:
 
     def worst(key, pick):
         row = pick(on, key=lambda r: r[key])
-        return f"{row[key]:.2f} ({row.get('photo', '')} {row['space']} {row['task']} {row['clip']})".replace("( ", "(")
+        where = " ".join(filter(None, (row.get("photo"), row["space"], row["task"], row["clip"])))
+        return f"{row[key]:.2f} ({where})"
 
     return "\n".join([
         f"- shimmer, video mode on, at most {worst('shimmer', max)} (limit 0.25)",
@@ -207,7 +208,7 @@ def photo_file(data: Path, photo: str) -> Path:
 def clip_photos(data: Path, photos: List[str], collections: List[str]) -> List[Tuple[str, torch.Tensor]]:
     """(name, IMAGE [1,H,W,3]) of every photo the clips are made from: each ``--photo``, then the first photo of
     each named collection (``pd_curve``'s selection, halved where that collection halves)."""
-    out = [(photo_file(data, p).stem, load_image(photo_file(data, p))[..., :3]) for p in photos]
+    out = [(path.stem, load_image(path)[..., :3]) for path in (photo_file(data, p) for p in photos)]
     for name, (path,) in collection_paths(data, 12, 1, collections).items():
         image = load_image(path)[..., :3]
         out.append((f"{name}/{path.stem}", half_size(image) if COLLECTIONS[name].half_size else image))
