@@ -91,7 +91,8 @@ def test_the_report_names_each_photo_and_the_worst_clip_against_each_limit():
     def pair(photo, shimmer_on, fd):
         base = {"photo": photo, "space": "taesd", "task": "sr4", "clip": "pan 1 px", "shimmer": 1.0,
                 "detail": 1.0, "psnr_loss": 2.0, "swd_ratio": 0.3, "patch_fd_ratio": 0.2}
-        on = dict(base, video=True, shimmer=shimmer_on, detail_vs_off=0.9, swd_vs_off=1.0, patch_fd_vs_off=fd)
+        on = dict(base, video=True, shimmer=shimmer_on, detail_vs_off=0.9, swd_vs_off=1.0, patch_fd_vs_off=fd,
+                  frame_swd_vs_off=1.0, frame_patch_fd_vs_off=fd - 0.05)
         return [dict(base, video=False), on]
 
     one = pair("kodim20", 0.1, 1.0)
@@ -101,3 +102,18 @@ def test_the_report_names_each_photo_and_the_worst_clip_against_each_limit():
     assert table.splitlines()[0].startswith("| photo |") and "| highway | taesd |" in table
     report = extremes(rows)
     assert "at most 0.30 (highway taesd sr4 pan 1 px)" in report and "to 1.20 (highway" in report
+    assert "patch-FD on/off 0.95 (kodim20 taesd sr4 pan 1 px) to 1.15 (highway" in report  # frame by frame
+
+
+def test_frame_by_frame_measures_each_frame_against_its_own_clean_frame():
+    from benchmarks.video import frame_by_frame
+
+    g = torch.Generator().manual_seed(3)
+    clean = torch.rand(4, 64, 64, 3, generator=g)
+    swd, fd = frame_by_frame(clean, clean)
+    assert len(swd) == len(fd) == 4 and max(swd) < 1e-6 and max(fd) < 1e-6
+    noisy = (clean + torch.tensor([0.0, 0.02, 0.05, 0.1]).view(4, 1, 1, 1) * torch.randn(clean.shape, generator=g))
+    swd, fd = frame_by_frame(noisy.clamp(0, 1), clean)
+    assert fd == sorted(fd) and swd == sorted(swd) and fd[0] < 1e-6 < fd[1]
+    # against the wrong frames (order lost) the first frame no longer matches
+    assert frame_by_frame(noisy.clamp(0, 1), clean.flip(0))[1][0] > 1e-3
