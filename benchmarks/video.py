@@ -10,9 +10,9 @@ blend runs with video mode off and on. Per clip, space, task and mode it prints:
 - shimmer: mean |band of frame t+1 moved back by the true motion − band of frame t| / mean |band|, over the
   pixels both frames see (band = output − restored frame; 0: the detail is glued to the picture);
 - detail: mean band energy, and with video mode on its ratio to video mode off;
-- ΔPSNR, SWD and patch-FD per frame (ratios to the restored frames; to the clean frames), at perception 1, pooled
-  over the clip's frames, and SWD and patch-FD frame by frame (each frame against its own clean frame, the ratios
-  to the restored frame's averaged over the clip; ``frame_by_frame``).
+- ΔPSNR, SWD and patch-FD at perception 1 against the clean frames (SWD and patch-FD as ratios to the restored
+  frames'), pooled over the clip's frames; and SWD and patch-FD frame by frame (each frame against its own clean
+  frame, the ratios to the restored frame's averaged over the clip; ``frame_by_frame``).
 
     python benchmarks/video.py --vae taesd pixel_space --tasks sr4 denoise50 --frames 16 --size 256
 
@@ -107,8 +107,7 @@ def frame_by_frame(frames: torch.Tensor, clean: torch.Tensor) -> Tuple[List[floa
     The pooled figures fit the patches of all frames at once, and sixteen independent draws of detail (video mode
     off) average out that fit's sampling error where one carried draw does not; one frame at a time, a draw shown
     in every frame counts as what it is in each frame."""
-    size = min(frames.shape[1:3])
-    levels = max(1, min(E.SWD_LEVELS, int(math.log2(max(size / E.SWD_PATCH, 1.0)))))
+    levels = E.swd_levels(min(frames.shape[1:3]))
     swd, fd = [], []
     for frame, truth in zip(frames.split(1), clean.split(1)):
         swd.append(float(sliced_wasserstein_patches([frame], [truth], levels=levels, patch_size=E.SWD_PATCH, seed=0,
@@ -187,7 +186,8 @@ def extremes(rows: List[Dict]) -> str:
         f"- SWD on/off {worst('swd_vs_off', min)} to {worst('swd_vs_off', max)} (limit 0.9–1.1)",
         f"- patch-FD on/off {worst('patch_fd_vs_off', min)} to {worst('patch_fd_vs_off', max)} (limit 0.9–1.1)",
         f"- frame by frame, SWD on/off {worst('frame_swd_vs_off', min)} to {worst('frame_swd_vs_off', max)}, "
-        f"patch-FD on/off {worst('frame_patch_fd_vs_off', min)} to {worst('frame_patch_fd_vs_off', max)}"])
+        f"patch-FD on/off {worst('frame_patch_fd_vs_off', min)} to {worst('frame_patch_fd_vs_off', max)} "
+        "(limit 0.9–1.1)"])
 
 
 def strip(restored: torch.Tensor, outputs: Dict[bool, torch.Tensor], shift, path: Path, frames=(0, 1, 2, 3, 4),

@@ -64,6 +64,12 @@ def centre_crop_square(image: torch.Tensor, size: int, multiple: int = 8) -> tor
     return image[:, top:top + s, left:left + s]
 
 
+def swd_levels(smallest: int) -> int:
+    """Pyramid levels of the patch SWD for images whose smaller side is ``smallest``: at most ``SWD_LEVELS``, and
+    none so coarse that a level is smaller than a patch."""
+    return max(1, min(SWD_LEVELS, int(math.log2(max(smallest / SWD_PATCH, 1.0)))))
+
+
 def evaluate(outputs: Sequence[torch.Tensor], clean: Sequence[torch.Tensor],
              niqe_params: Optional[Path] = None, seed: int = 0, with_ssim: bool = True) -> Dict[str, object]:
     """Fidelity (mean PSNR, SSIM) and distribution distances (pyramid-patch SWD, patch Fréchet) to ``clean``.
@@ -82,7 +88,7 @@ def evaluate(outputs: Sequence[torch.Tensor], clean: Sequence[torch.Tensor],
         if o.shape != c.shape:
             raise TransportInputError(f"output {tuple(o.shape)} and clean {tuple(c.shape)} differ in size.")
     smallest = min(min(o.shape[1:3]) for o in outputs)
-    levels = max(1, min(SWD_LEVELS, int(math.log2(max(smallest / SWD_PATCH, 1.0)))))
+    levels = swd_levels(smallest)
     swd = sliced_wasserstein_patches(outputs, clean, levels=levels, patch_size=SWD_PATCH, seed=seed)
     joint = sliced_wasserstein_patches(outputs, clean, levels=levels, patch_size=SWD_PATCH, seed=seed,
                                        normalize="joint")
