@@ -57,7 +57,7 @@ from .image_ops import check_image, gaussian_blur, match_batches, match_sizes, s
 from .natural_marginal import SHAPE_RANGE, match_marginal
 from .pyramid import collapse, laplacian_pyramid_bchw
 from .validation import check_scalar
-from .video import ClipMotion
+from .video import ClipMotion, match_spectrum
 
 #: Largest detail σ in pixels; beyond it the band holds the low frequencies it is meant to exclude.
 MAX_DETAIL_SIGMA = 64.0
@@ -151,24 +151,54 @@ def _gains(bands_r: List[torch.Tensor], bands_h: List[torch.Tensor], slopes: Seq
 
 
 def _natural_slope_band(base: torch.Tensor, band: torch.Tensor, slopes: Sequence[float],
-                        floors: Sequence[float] = (), motion: Optional[ClipMotion] = None) -> torch.Tensor:
+                        floors: Sequence[float] = (), shown: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``band`` with its finest pyramid levels scaled by ``natural_slope_gains`` (IMAGE layout in and out).
 
-    With a clip's ``motion`` (video mode) the gains are one per level for the clip, judged on the band as it will
-    be shown, carried: a frame then shows an earlier frame's detail, which is not correlated with this frame's own
-    detail (a denoiser's fresh residue) the way its own band was, so the output's energy differs from the one
-    each frame's own band would give."""
+    With ``shown`` (video mode: one shot's band as it will be shown, carried) the gains are one per level for the
+    whole shot and judged on ``shown``: a frame then shows an earlier frame's detail, which is not correlated with
+    this frame's own detail (a denoiser's fresh residue) the way its own band was, so the output's energy differs
+    from the one each frame's own band would give."""
     h, w = base.shape[1:3]
     levels = min(len(slopes), max(0, min(h, w).bit_length() - 2))  # the pyramid needs 2^(levels+1) pixels
     if levels == 0:
         return band
     slopes, floors = list(slopes)[:levels], list(floors)[:levels]
     bands = laplacian_pyramid_bchw(band.permute(0, 3, 1, 2), levels + 1)
-    shown = bands if motion is None else laplacian_pyramid_bchw(motion.carry(band).permute(0, 3, 1, 2), levels + 1)
-    gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), shown, slopes,
-                   floors, per_clip=motion is not None).to(band.dtype)
+    judged = bands if shown is None else laplacian_pyramid_bchw(shown.permute(0, 3, 1, 2), levels + 1)
+    gains = _gains(laplacian_pyramid_bchw(base.permute(0, 3, 1, 2), levels + 1), judged, slopes,
+                   floors, per_clip=shown is not None).to(band.dtype)
     bands = [x * gains[:, k, None, None, None] if k < levels else x for k, x in enumerate(bands)]
     return collapse(bands).permute(0, 2, 3, 1)
+
+
+def _video_band(base: torch.Tensor, delta: torch.Tensor, motion: ClipMotion, slopes: Sequence[float],
+                floors: Sequence[float], marginal: Optional[float]) -> torch.Tensor:
+    """Video mode's band: each shot shows its first frame's band, carried along the motion and given the mean
+    power spectrum of the shot's own bands (``_carried_typical``), held to the natural slope's cap by one gain per
+    level for the shot, judged on that shown band.
+
+    The gains scale the frames' own bands before they are carried, as video mode off scales them: a gain is a
+    filter of the whole frame, and applied after the carry it would also filter the seams where carried detail
+    meets a frame's own (revealed edges, objects of their own), which then change from frame to frame."""
+    shots = motion.shots()
+    if slopes:
+        shown = _carried_typical(motion, delta, shots)
+        delta = torch.cat([_natural_slope_band(base[a:b], delta[a:b], slopes, floors,
+                                               shown=shown[a:b] if b - a > 1 else None) for a, b in shots])
+    if marginal is not None:
+        delta = _natural_marginal_band(base, delta, marginal)
+    return _carried_typical(motion, delta, shots)
+
+
+def _carried_typical(motion: ClipMotion, bands: torch.Tensor, shots) -> torch.Tensor:
+    """``bands`` [T,H,W,C] carried along the clip (``ClipMotion.carry``), each shot of two frames or more given the
+    mean power spectrum of its frames' own bands (``video.match_spectrum``): a carried draw is one draw, shown in
+    every frame, and it should look like the typical one, not like a stray."""
+    carried = motion.carry(bands)
+    out = [carried[a:b] if b - a == 1 else
+           match_spectrum(carried[a:b].permute(0, 3, 1, 2), bands[a:b].permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+           for a, b in shots]
+    return torch.cat(out)
 
 
 def _check_marginal(shape) -> Optional[float]:
@@ -212,13 +242,12 @@ def _blend_step(restored, transported, reconstructed, detail_sigma, natural_slop
     delta = moved - split_alpha(images[2])[0]
     if detail_sigma > 0:
         delta = delta - gaussian_blur(delta, detail_sigma)
-    motion = ClipMotion(base) if video else None
+    if video:
+        return base, alpha, _video_band(base, delta, ClipMotion(base), slopes, floors, marginal)
     if slopes:
-        delta = _natural_slope_band(base, delta, slopes, floors, motion)
+        delta = _natural_slope_band(base, delta, slopes, floors)
     if marginal is not None:
         delta = _natural_marginal_band(base, delta, marginal)
-    if motion is not None:
-        delta = motion.carry(delta)
     return base, alpha, delta
 
 

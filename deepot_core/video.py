@@ -15,8 +15,12 @@ Lucas–Kanade (``optical_flow``) where the camera's does not explain the pictur
 exactly (``shift_exactly``, band-limited), anything else bicubically on its exact 2× upsampling (``warp_detail``).
 "Sees" is a photometric check on those frames, so an object that moves differently from its surroundings keeps its
 own band instead of a smeared one. The key frame moves on when it sees less than ``KEY_FRAME_COVERAGE`` of the frame.
-Perception still scales the band, so perception 0 is each restored frame, exactly.
+Carried detail is one draw, shown in every frame of the shot, so the shot looks like that draw, good or stray.
+``match_spectrum`` gives each shot's carried band the mean power spectrum of its frames' own bands with one short
+filter, which commutes with the motion. Perception still scales the band, so perception 0 is each restored frame,
+exactly.
 """
+import math
 from typing import Tuple
 
 import torch
@@ -66,6 +70,14 @@ SEEN_TOLERANCE = 0.04
 SCENE_CUT_COVERAGE = 0.3
 #: The key frame moves on when it sees less than this fraction of the current frame.
 KEY_FRAME_COVERAGE = 0.6
+#: Largest gain ``match_spectrum`` gives one frequency of the carried detail: a frequency the carried draw happens to
+#: lack is raised this far at most, so near-empty bins do not amplify round-off.
+SPECTRUM_MAX_GAIN = 8.0
+#: Side (pixels) of the tiles whose spectra ``match_spectrum`` compares, and of its filter.
+SPECTRUM_TILE = 32
+#: At most about this many tiles per frame enter the spectrum (a 4K frame's half-overlapping tiles would be 32 000;
+#: their mean is known well long before, and they would cost gigabytes).
+SPECTRUM_MAX_TILES = 1024
 
 
 def _grey(frames: torch.Tensor) -> torch.Tensor:
@@ -506,6 +518,54 @@ class ClipMotion:
                 band = torch.where(seen_by_previous, _carry(out[-1], *step), band)
             out.append(band)
         return torch.cat(out).permute(0, 2, 3, 1)
+
+    def shots(self):
+        """The clip's shots as (first frame, end) ranges: a cut (a frame the previous one does not see) starts one."""
+        starts = [0] + [t for t, plan in enumerate(self.plan, start=1) if plan is None]
+        return list(zip(starts, starts[1:] + [self.frames]))
+
+
+def _power(frames: torch.Tensor, size: int) -> torch.Tensor:
+    """Mean power spectrum [C,size,size//2+1] (float64) of frames [T,C,H,W], Welch's way: Hann-windowed tiles of
+    ``size``², half overlapping (further apart in frames that hold more than ``SPECTRUM_MAX_TILES``), their
+    periodograms averaged over tiles and frames."""
+    window = torch.hann_window(size, periodic=False, dtype=torch.float32, device=frames.device)
+    window = window[:, None] * window[None, :]
+    h, w = frames.shape[-2:]
+    half = size // 2
+    stride = half * max(1, math.ceil(math.sqrt((h // half) * (w // half) / SPECTRUM_MAX_TILES)))
+    total, count = None, 0
+    for frame in frames.split(1):
+        tiles = frame.float().unfold(2, size, stride).unfold(3, size, stride)  # [1,C,nh,nw,size,size]
+        p = torch.fft.rfft2(tiles * window).abs().double().pow(2).sum(dim=(0, 2, 3))
+        total = p if total is None else total + p
+        count += tiles.shape[2] * tiles.shape[3]
+    return total / count
+
+
+def match_spectrum(carried: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+    """``carried`` [T,C,H,W] (one shot's detail, carried from its key frame) filtered so that its mean power spectrum
+    is ``own``'s, the shot's frames' own detail [T,C,H,W].
+
+    Carried detail is one draw, shown in every frame; its spectrum is that draw's, which strays from the typical
+    one by chance, and the clip's quality is then that of the stray draw. One small linear filter per shot and
+    channel (``SPECTRUM_TILE``² taps, the same for every frame) gives it the frames' mean spectrum: the detail still
+    moves with the picture (a filter that does not vary in space commutes with the motion, and a short one keeps
+    the frame's edges local), its energy is what video mode off adds, and its look is the typical draw's. A gain
+    is at most ``SPECTRUM_MAX_GAIN``. Frames smaller than the tile are returned as they are."""
+    h, w = carried.shape[-2:]
+    size = SPECTRUM_TILE
+    if min(h, w) < size:
+        return carried
+    target, current = _power(own, size), _power(carried, size)
+    floor = current.mean(dim=(-2, -1), keepdim=True) * 1e-12 + torch.finfo(torch.float64).tiny
+    gain = (target / current.clamp_min(floor)).sqrt().clamp(max=SPECTRUM_MAX_GAIN)
+    kernel = torch.fft.fftshift(torch.fft.irfft2(gain, s=(size, size)), dim=(-2, -1))  # zero phase, centred
+    kernel = kernel.to(device=carried.device, dtype=torch.float32)[:, None]  # [C,1,size,size]
+    pad = (size // 2, size // 2 - 1, size // 2, size // 2 - 1)
+    out = [F.conv2d(F.pad(frame.float(), pad, mode="reflect"), kernel, groups=kernel.shape[0])
+           for frame in carried.split(1)]
+    return torch.cat(out).to(carried.dtype)
 
 
 def _light(motion):

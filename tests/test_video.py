@@ -302,3 +302,115 @@ def test_apply_latent_transports_video_switch_pools_a_zero_shot_source():
                                     strength=1.0)
     assert torch.allclose(clip["samples"], transport.apply(frames.movedim(0, 1)[None])[0].movedim(0, 1))
     assert torch.allclose(each["samples"], transport.apply(frames))
+
+
+def _welch(frames: torch.Tensor) -> torch.Tensor:
+    """Mean power [C,32,17] of frames [T,C,H,W] over half-overlapping Hann tiles (the measure match_spectrum uses)."""
+    return V._power(frames, V.SPECTRUM_TILE)
+
+
+def test_a_stray_carried_draw_gets_the_frames_typical_spectrum():
+    """The first frame's draw is shown in every frame. Here it is blurrier and three times stronger than the
+    frames' own draws; after matching, its power in every band of frequencies is theirs (within sampling error)."""
+    g = torch.Generator().manual_seed(3)
+    own = V._gauss(torch.randn(6, 3, 96, 96, generator=g), 0.7)
+    stray = 3 * V._gauss(torch.randn(1, 3, 96, 96, generator=g), 1.0).expand(6, -1, -1, -1)
+    matched = V.match_spectrum(stray, own)
+    target, before, after = _welch(own), _welch(stray), _welch(matched)
+    radius = torch.fft.fftfreq(32).abs()[:, None].hypot(torch.fft.rfftfreq(32)[None, :])
+    for lo, hi in [(0.05, 0.15), (0.15, 0.25), (0.25, 0.35)]:
+        ring = (radius >= lo) & (radius < hi)
+        ratio = float(after[:, ring].mean() / target[:, ring].mean())
+        assert 0.8 < ratio < 1.25, (lo, ratio, float(before[:, ring].mean() / target[:, ring].mean()))
+    assert float(matched.pow(2).mean() / own.pow(2).mean()) == pytest.approx(1.0, rel=0.2)
+
+
+def test_matching_is_one_filter_for_the_shot_so_the_detail_still_moves_with_the_picture():
+    """A filter that does not vary in space or time commutes with a shift: matching a carried pan gives the
+    matched first frame, panned."""
+    g = torch.Generator().manual_seed(4)
+    first = V._gauss(torch.randn(1, 3, 96, 96, generator=g), 1.2)
+    carried = torch.cat([V.shift_exactly(first, (1.5 * t, 0.0)) for t in range(5)]).float()
+    own = V._gauss(torch.randn(5, 3, 96, 96, generator=g), 0.6)
+    matched = V.match_spectrum(carried, own)
+    for t in range(1, 5):
+        panned = V.shift_exactly(matched[:1], (1.5 * t, 0.0))
+        inner = (slice(None), slice(None), slice(20, -20), slice(20, -20))
+        error = (matched[t:t + 1] - panned)[inner].abs().mean() / matched[inner].abs().mean()
+        assert float(error) < 0.02, (t, float(error))
+    assert not torch.allclose(matched, carried, atol=1e-3)  # the filter did something
+
+
+@settings(max_examples=20, deadline=None)
+@given(frames=st.integers(1, 3), channels=st.integers(1, 4), h=st.integers(1, 70), w=st.integers(1, 70),
+       content=st.sampled_from(["noise", "zero", "spike"]), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_matching_takes_any_band(frames, channels, h, w, content, dtype):
+    """Empty, tiny and single-spike bands are good input: same shape and dtype, finite, no bin raised more
+    than SPECTRUM_MAX_GAIN (an empty carried band stays empty, frames below a tile are left as they are)."""
+    g = torch.Generator().manual_seed(h * 71 + w)
+    own = torch.randn(frames, channels, h, w, generator=g).to(dtype)
+    carried = torch.zeros(frames, channels, h, w, dtype=dtype)
+    if content == "noise":
+        carried = 0.01 * torch.randn(frames, channels, h, w, generator=g).to(dtype)
+    elif content == "spike":
+        carried[..., h // 2, w // 2] = 1.0
+    out = V.match_spectrum(carried, own)
+    assert out.shape == carried.shape and out.dtype == dtype and torch.isfinite(out).all()
+    if min(h, w) < V.SPECTRUM_TILE:
+        assert torch.equal(out, carried)
+    if content == "zero":
+        assert float(out.abs().max()) == 0.0
+    assert float(out.pow(2).sum()) <= V.SPECTRUM_MAX_GAIN ** 2 * float(carried.pow(2).sum()) * 1.01 + 1e-12
+
+
+def test_a_clips_shots_split_at_its_cuts():
+    first = pan_clip(3, 1.0, seed=0)[0]
+    second = 1 - pan_clip(2, 1.0, seed=50)[0]
+    assert V.ClipMotion(torch.cat([first, second])).shots() == [(0, 3), (3, 5)]
+    assert V.ClipMotion(first).shots() == [(0, 3)]
+    assert V.ClipMotion(first[:1]).shots() == [(0, 1)]
+
+
+def test_video_mode_shows_the_typical_draw_moving_with_the_picture():
+    """The first frame's own band is a stray draw, nine times the others' energy. Video mode shows the frames'
+    mean energy (not the stray's, which carrying alone would show in every frame), and it moves with the pan."""
+    restored, bands = pan_clip(6, 1.0)
+    bands = torch.cat([3 * bands[:1], bands[1:]])
+    out = pd_sweep(restored, restored + bands, [1.0], reconstructed=restored, detail_sigma=0.0,
+                   natural_slopes=None, video=True)
+    shown = out - restored.clamp(0, 1)
+    energy = float(shown[:, 10:-10, 10:-10].pow(2).mean() / bands[:, 10:-10, 10:-10].pow(2).mean())
+    assert 0.75 < energy < 1.3, energy  # the stray alone: 9 / (14 / 6) = 3.9
+    for t in range(1, 6):
+        moved = move_back(shown[t:t + 1], (1.0, 0.0), 1.0)
+        inner = (slice(None), slice(12, -12), slice(12, -15))
+        shimmer = (moved - shown[t - 1:t])[inner].abs().mean() / shown[inner].abs().mean()
+        assert float(shimmer) < 0.15, (t, float(shimmer))
+
+
+def test_video_gains_are_chosen_per_shot_not_across_a_cut():
+    """Two shots, one with strong detail to cap and one with little: pooled over the clip, the quiet shot's
+    gains would be those of the strong one."""
+    first, b1 = pan_clip(3, 1.0, seed=0)
+    second, b2 = pan_clip(3, 1.0, seed=50)
+    restored = torch.cat([first, 1 - second])
+    bands = torch.cat([4 * b1, 0.05 * b2])
+    capped = pd_sweep(restored, restored + bands, [1.0], reconstructed=restored, detail_sigma=0.0, video=True)
+    free = pd_sweep(restored, restored + bands, [1.0], reconstructed=restored, detail_sigma=0.0, video=True,
+                    natural_slopes=None, natural_floors=None)
+    assert V.ClipMotion(restored).shots() == [(0, 3), (3, 6)]
+    loud = float((capped - restored)[:3].pow(2).mean() / (free - restored)[:3].pow(2).mean())
+    quiet = float((capped - restored)[3:].pow(2).mean() / (free - restored)[3:].pow(2).mean())
+    assert loud < 0.5 and quiet > 0.9, (loud, quiet)
+
+
+def test_a_large_frames_spectrum_comes_from_spaced_tiles_and_reads_the_same(monkeypatch):
+    """Frames with more tiles than SPECTRUM_MAX_TILES are sampled by tiles further apart: the same spectrum
+    (white noise: flat), without holding every half-overlapping tile in memory."""
+    g = torch.Generator().manual_seed(5)
+    frames = V._gauss(torch.randn(2, 3, 200, 260, generator=g), 0.8)
+    full = V._power(frames, V.SPECTRUM_TILE)
+    monkeypatch.setattr(V, "SPECTRUM_MAX_TILES", 12)
+    spaced = V._power(frames, V.SPECTRUM_TILE)
+    ratio = (spaced / full)[:, 2:-2, 2:]  # away from the DC row and column, where few bins average
+    assert float(ratio.mean()) == pytest.approx(1.0, abs=0.1) and float(ratio.median()) == pytest.approx(1.0, abs=0.1)
